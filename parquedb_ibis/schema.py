@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from parquedb_ibis.documents import SYSTEM_FIELDS, to_utc
+from parquedb_ibis.documents import (
+    ABSENT_KEY,
+    DATA_COLUMN,
+    SYSTEM_FIELDS,
+    decode_variant,
+    encode_variant,
+    to_utc,
+)
 from parquedb_ibis.errors import SchemaError, ValidationError, did_you_mean
 
 #: ParqueDB type name -> (our kind, DuckDB column type). One row per accepted spelling.
@@ -227,3 +234,56 @@ def _to_decimal(value: Any, f: FieldType) -> tuple[Any, bool]:
     q = d.quantize(quantum)
     digits = len(q.as_tuple().digits)
     return q, digits <= (f.precision or 18) and q == d
+
+
+# -- rows: a document <-> the typed columns plus the variant column ------------------
+
+
+def to_row(doc: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
+    """Split a (validated) document into its stored row.
+
+    System fields and declared fields go to their typed columns; every other
+    field goes, as JSON text, to ``$data``. A declared non-variant field that
+    is absent (not null) is listed under ``$data.$absent`` so a read gives the
+    document back exactly. A declared variant field stores ``null`` as JSON
+    ``'null'`` and an absent one as SQL NULL.
+    """
+    row: dict[str, Any] = {name: doc.get(name) for name in SYSTEM_FIELDS}
+    rest = {k: v for k, v in doc.items() if k not in SYSTEM_FIELDS}
+    absent = []
+    for f in schema.fields:
+        present = f.name in rest
+        value = rest.pop(f.name, None)
+        if f.is_variant:
+            row[f.name] = encode_variant(value) if present else None
+        else:
+            row[f.name] = value
+            if not present:
+                absent.append(f.name)
+    if absent:
+        rest[ABSENT_KEY] = absent
+    row[DATA_COLUMN] = encode_variant(rest)
+    return row
+
+
+def from_row(row: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
+    """Rebuild the document from a stored row (inverse of :func:`to_row`).
+
+    System fields whose value is NULL (``deletedAt`` on a live entity) are left out.
+    """
+    doc: dict[str, Any] = {}
+    for name in SYSTEM_FIELDS:
+        value = row.get(name)
+        if value is not None:
+            doc[name] = to_utc(value) if isinstance(value, dt.datetime) else value
+    rest = decode_variant(row.get(DATA_COLUMN)) or {}
+    absent = set(rest.pop(ABSENT_KEY, ()))
+    for f in schema.fields:
+        value = row.get(f.name)
+        if f.is_variant:
+            if value is not None:
+                doc[f.name] = decode_variant(value)
+        elif f.name not in absent:
+            doc[f.name] = to_utc(value) if isinstance(value, dt.datetime) else value
+    doc.update(rest)
+    return doc
