@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up themselves.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+DEMO_DIR ?= demo-data
+
+.PHONY: setup demo test bench lab lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(PY) -m parquedb_ibis.cli demo $(DEMO_DIR)
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m bench
+
+lab: setup
+	@test -d $(DEMO_DIR) || $(PY) -m parquedb_ibis.cli demo $(DEMO_DIR)
+	PARQUEDB_URL=$(abspath $(DEMO_DIR)) $(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser notebooks/
+
+lint: setup
+	$(VENV)/bin/lint-imports
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) bench/results
