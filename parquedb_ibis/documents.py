@@ -158,7 +158,7 @@ def get_path(doc: Any, path: str, default: Any = None) -> Any:
                 return default
             current = current[segment]
         elif isinstance(current, list):
-            if not (segment.isdigit() and int(segment) < len(current)):
+            if not (segment.isascii() and segment.isdigit() and int(segment) < len(current)):
                 return default
             current = current[int(segment)]
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import fcntl
 import hashlib
@@ -104,7 +105,8 @@ class LocalStore:
                 if TEMP_MARKER in name or not key.startswith(prefix):
                     continue
                 st = os.stat(os.path.join(dirpath, name))
-                out.append(ObjectInfo(key, st.st_size, "", None))
+                modified = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.timezone.utc)
+                out.append(ObjectInfo(key, st.st_size, "", modified))
         return iter(sorted(out, key=lambda o: o.key))
 
     # -- writes ------------------------------------------------------------------

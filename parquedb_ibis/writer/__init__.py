@@ -1,0 +1,1 @@
+"""Event sourcing on top of the store: collections, segments, checkpoints, atomic commits."""

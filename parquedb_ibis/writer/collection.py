@@ -1,0 +1,466 @@
+"""A collection: event-sourced writes buffered into Parquet segments, and snapshot reads.
+
+Each write (create, update, replace, delete) is turned into one
+:class:`~parquedb_ibis.writer.events.Event` at once, against the latest state
+(committed or staged), so errors surface on the call and the caller gets the
+new document back. Events are staged in memory (and in the optional WAL) and
+published by :meth:`Collection.flush`: one immutable segment file, then one
+compare-and-swap of the head. Flushes also happen by count, bytes and age.
+
+When another writer published first, the flush reloads the head. If no entity
+this flush touched has changed it simply re-publishes on top (the segment is
+already written); otherwise it re-derives its events from the recorded
+intents against the new state — so ``$inc`` never loses an update — and an
+``expected_version`` that no longer holds raises
+:class:`~parquedb_ibis.errors.VersionConflictError`. Nothing is half-published.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlglot import exp
+
+from parquedb_ibis import query
+from parquedb_ibis.documents import format_datetime
+from parquedb_ibis.errors import (
+    CommitConflictError,
+    EntityNotFoundError,
+    ParqueDBError,
+    ValidationError,
+    VersionConflictError,
+)
+from parquedb_ibis.schema import Schema, from_row, to_row
+from parquedb_ibis.updates import PROTECTED_FIELDS, apply_update, validate_update
+from parquedb_ibis.writer import reader
+from parquedb_ibis.writer.events import Event, events_table, state_schema, table_to_parquet
+from parquedb_ibis.writer.ids import new_ulid
+from parquedb_ibis.writer.manifest import Head, SegmentRef, segment_key
+from parquedb_ibis.writer.transaction import AppendSegments, AssertEntitiesUnchanged, SetSchema, commit, load_head
+from parquedb_ibis.writer.wal import WalRecord, WriteAheadLog
+
+if TYPE_CHECKING:
+    from parquedb_ibis.writer.database import Database
+
+#: How often a flush re-derives its events after losing to concurrent writers.
+MAX_REBASES = 50
+
+
+@dataclass
+class _Staged:
+    """One staged write: the intent (for re-deriving) and the event with its row."""
+
+    intent: dict[str, Any]
+    event: Event
+    row: dict[str, Any]
+
+
+@dataclass
+class _Buffer:
+    staged: list[_Staged] = field(default_factory=list)
+    states: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # $id -> latest staged doc (None: hard-deleted)
+    nbytes: int = 0
+    since: float | None = None
+    base_len: int | None = None  # history length of the oldest head these events were derived against
+
+
+class Collection:
+    """The writes and reads of one namespace. Get one with ``db.collection(name)``."""
+
+    def __init__(self, db: Database, ns: str, schema: Schema) -> None:
+        self.db = db
+        self.ns = ns
+        self.schema = schema
+        self._buffer = _Buffer()
+        self._lock = threading.RLock()
+        self._head, self._etag = load_head(db.store, ns)
+        self._wal = WriteAheadLog(db.wal_dir, ns, sync=db.wal_sync) if db.wal_dir else None
+        self._timer: threading.Timer | None = None
+        if self._wal:
+            self._replay_wal()
+
+    def __repr__(self) -> str:
+        return f"Collection({self.ns!r}, version={self._head.version}, staged={len(self._buffer.staged)})"
+
+    # -- ids and time ------------------------------------------------------------
+
+    def full_id(self, entity_id: str) -> str:
+        """``'abc'`` or ``'ns/abc'`` -> ``'ns/abc'`` (another namespace is an error)."""
+        if not isinstance(entity_id, str) or not entity_id:
+            raise ValidationError(f"{self.ns}", f"entity id must be a non-empty string, found {entity_id!r}")
+        if "/" in entity_id:
+            ns, _, local = entity_id.partition("/")
+            if ns != self.ns or not local or "/" in local:
+                raise ValidationError(f"{self.ns}", f"entity id {entity_id!r} does not belong to collection {self.ns!r}")
+            return entity_id
+        return f"{self.ns}/{entity_id}"
+
+    @staticmethod
+    def _now() -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc)
+
+    # -- reading state -----------------------------------------------------------
+
+    @property
+    def head(self) -> Head:
+        return self._head
+
+    def refresh(self) -> Head:
+        """Reload the head (see other writers' commits)."""
+        with self._lock:
+            self._head, self._etag = load_head(self.db.store, self.ns)
+            return self._head
+
+    def relation(self, *, as_of: dt.datetime | None = None, include_deleted: bool = False) -> exp.Select:
+        """The collection's state as a sqlglot SELECT over the files one head names.
+
+        Pending writes are flushed first, so a read sees every acknowledged write.
+        """
+        self.flush()
+        head = self.refresh()
+        if as_of is not None:
+            return reader.as_of_relation(head, as_of, self.db.store.url_for, include_deleted=include_deleted)
+        return reader.head_relation(head, self.db.store.url_for, include_deleted=include_deleted)
+
+    def _committed_states(self, ids: Iterable[str], head: Head) -> dict[str, dict[str, Any]]:
+        """Latest committed documents (soft-deleted included) for ``ids``."""
+        ids = sorted(set(ids))
+        if not ids or head.version == 0:
+            return {}
+        rel = reader.head_relation(head, self.db.store.url_for, include_deleted=True)
+        query = exp.select("*").from_(exp.alias_(exp.Subquery(this=rel), "s")).where(
+            exp.column("$id", quoted=True).isin(*(exp.Literal.string(i) for i in ids))
+        )
+        schema = Schema.parse(head.schema)
+        rows = self.db.query_rows(query)
+        return {row["$id"]: from_row(row, schema) for row in rows}
+
+    def _state(self, full_id: str, base: Mapping[str, dict[str, Any] | None]) -> dict[str, Any] | None:
+        if full_id in self._buffer.states:
+            return self._buffer.states[full_id]
+        return base.get(full_id)
+
+    def get(self, entity_id: str, *, as_of: dt.datetime | int | None = None, include_deleted: bool = False) -> dict[str, Any]:
+        """The entity's document; ``as_of`` a datetime (state then) or an int (that version)."""
+        full = self.full_id(entity_id)
+        with self._lock:
+            if as_of is None and full in self._buffer.states:
+                doc = self._buffer.states[full]
+            elif as_of is None:
+                doc = self._committed_states([full], self._head).get(full)
+            else:
+                doc = self._get_as_of(full, as_of)
+        if doc is None or (doc.get("deletedAt") is not None and not include_deleted):
+            raise EntityNotFoundError(self.ns, full)
+        return doc
+
+    def _get_as_of(self, full: str, as_of: dt.datetime | int) -> dict[str, Any] | None:
+        self.flush()
+        head = self.refresh()
+        if isinstance(as_of, bool) or not isinstance(as_of, (int, dt.datetime)):
+            raise ValidationError(f"{full}", f"as_of must be a datetime or a version number, found {as_of!r}")
+        if isinstance(as_of, dt.datetime):
+            rel = reader.as_of_relation(head, as_of, self.db.store.url_for, include_deleted=True)
+            query = exp.select("*").from_(exp.alias_(exp.Subquery(this=rel), "s")).where(
+                exp.column("$id", quoted=True).eq(exp.Literal.string(full)))
+        else:
+            if not head.history:
+                return None
+            files = [self.db.store.url_for(s.key) for s in head.history]
+            cols = [exp.column(c, quoted=True) for c in reader.state_columns(Schema.parse(head.schema))]
+            query = exp.select(*cols).from_(reader._read_parquet(files, union_by_name=True)).where(
+                exp.and_(exp.column("$id", quoted=True).eq(exp.Literal.string(full)),
+                         exp.column("version", quoted=True).eq(exp.Literal.number(as_of)))
+            ).limit(1)
+        rows = self.db.query_rows(query)
+        return from_row(rows[0], Schema.parse(head.schema)) if rows else None
+
+    # -- finding -------------------------------------------------------------------
+
+    def _read_schema(self) -> Schema:
+        return Schema.parse(self._head.schema) if self._head.version else self.schema
+
+    def find(self, filter: Mapping[str, Any] | None = None, *, sort: Mapping[str, Any] | None = None,
+             limit: int | None = None, skip: int | None = None, cursor: str | None = None,
+             project: Mapping[str, Any] | None = None, as_of: dt.datetime | None = None,
+             include_deleted: bool = False) -> list[dict[str, Any]]:
+        """Documents matching a Mongo-style ``filter`` (see docs/filters.md), in ParqueDB find order."""
+        rel = self.relation(as_of=as_of, include_deleted=include_deleted)
+        with self.db.session() as con:
+            return query.find(con, rel, self._read_schema(), filter, sort, limit, skip, cursor, project)
+
+    def find_one(self, filter: Mapping[str, Any] | None = None, *, sort: Mapping[str, Any] | None = None,
+                 project: Mapping[str, Any] | None = None, as_of: dt.datetime | None = None) -> dict[str, Any] | None:
+        """The first document matching ``filter`` in sort order, or None."""
+        found = self.find(filter, sort=sort, limit=1, project=project, as_of=as_of)
+        return found[0] if found else None
+
+    def count(self, filter: Mapping[str, Any] | None = None, *, as_of: dt.datetime | None = None,
+              include_deleted: bool = False) -> int:
+        """How many documents match ``filter``."""
+        rel = self.relation(as_of=as_of, include_deleted=include_deleted)
+        with self.db.session() as con:
+            return query.count(con, rel, self._read_schema(), filter)
+
+    def distinct(self, field: str, filter: Mapping[str, Any] | None = None, *, as_of: dt.datetime | None = None) -> list[Any]:
+        """The distinct values of ``field`` among documents matching ``filter``."""
+        rel = self.relation(as_of=as_of)
+        with self.db.session() as con:
+            return query.distinct(con, rel, self._read_schema(), field, filter)
+
+    def explain(self, filter: Mapping[str, Any] | None = None, **options: Any) -> query.Explanation:
+        """The SQL a find runs and DuckDB's plan for it (pushed-down filters show in the scans)."""
+        rel = self.relation()
+        with self.db.session() as con:
+            return query.explain(con, rel, self._read_schema(), filter, **options)
+
+    # -- writing -----------------------------------------------------------------
+
+    def create(self, doc: Mapping[str, Any], *, actor: str | None = None) -> dict[str, Any]:
+        """Create one entity; returns it with its system fields."""
+        return self._write([{"op": "create", "doc": dict(doc), "actor": actor}])[0]
+
+    def insert_many(self, docs: Iterable[Mapping[str, Any]], *, actor: str | None = None) -> list[dict[str, Any]]:
+        """Create many entities in one batch (all or nothing)."""
+        return self._write([{"op": "create", "doc": dict(d), "actor": actor} for d in docs])
+
+    def update(self, entity_id: str, update: Mapping[str, Any], *, expected_version: int | None = None,
+               upsert: bool = False, actor: str | None = None) -> dict[str, Any]:
+        """Apply update operators to one entity; returns the new document."""
+        validate_update(update, protected=PROTECTED_FIELDS)
+        intent = {"op": "update", "id": self.full_id(entity_id), "update": dict(update),
+                  "expected_version": expected_version, "upsert": upsert, "actor": actor}
+        return self._write([intent])[0]
+
+    def replace(self, entity_id: str, doc: Mapping[str, Any], *, expected_version: int | None = None,
+                actor: str | None = None) -> dict[str, Any]:
+        """Replace an entity's fields (system fields are kept and advanced)."""
+        intent = {"op": "replace", "id": self.full_id(entity_id), "doc": dict(doc),
+                  "expected_version": expected_version, "actor": actor}
+        return self._write([intent])[0]
+
+    def delete(self, entity_id: str, *, hard: bool = False, expected_version: int | None = None,
+               actor: str | None = None) -> bool:
+        """Soft-delete (``deletedAt``) or, with ``hard=True``, remove an entity. False if it did not exist."""
+        intent = {"op": "delete", "id": self.full_id(entity_id), "hard": hard,
+                  "expected_version": expected_version, "actor": actor}
+        try:
+            self._write([intent])
+        except EntityNotFoundError:
+            return False
+        return True
+
+    def _write(self, intents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        with self._lock:
+            staged = self._derive(intents, self._head, self._buffer.states)
+            if self._buffer.base_len is None:
+                self._buffer.base_len = len(self._head.history)
+            for s in staged:
+                self._buffer.staged.append(s)
+                self._buffer.states[s.event.full_id] = s.event.after
+                self._buffer.nbytes += len(s.row.get("$data") or "") + 200
+            if self._wal:
+                for intent, s in zip(intents, staged, strict=True):
+                    self._wal.append(WalRecord(intent, (s.event.id,)))
+            if self._buffer.since is None:
+                self._buffer.since = self._now().timestamp()
+                self._arm_timer()
+            if len(self._buffer.staged) >= self.db.flush_every or self._buffer.nbytes >= self.db.flush_bytes:
+                self.flush()
+            return [s.event.after if s.event.after is not None else {"$id": s.event.full_id} for s in staged]
+
+    def _derive(self, intents: list[dict[str, Any]], head: Head,
+                overlay: Mapping[str, dict[str, Any] | None]) -> list[_Staged]:
+        """Turn intents into events against ``head`` plus the staged ``overlay`` (pure but for reads)."""
+        schema = self.schema
+        ids = [i["id"] for i in intents if "id" in i]
+        given = [self._created_id(i["doc"]) for i in intents if i["op"] == "create" and "$id" in i["doc"]]
+        lookups = [x for x in (*ids, *given) if x not in overlay]
+        base = self._committed_states(lookups, head)
+        states: dict[str, dict[str, Any] | None] = {**base, **overlay}
+        out: list[_Staged] = []
+        now = self._now()
+        for intent in intents:
+            event = self._event(intent, states, now)
+            states[event.full_id] = event.after
+            row = to_row(event.after, schema) if event.after is not None else None
+            out.append(_Staged(intent, event, row or {"$id": event.full_id}))
+        return out
+
+    def _created_id(self, doc: Mapping[str, Any]) -> str:
+        return self.full_id(str(doc["$id"]))
+
+    def _event(self, intent: dict[str, Any], states: Mapping[str, dict[str, Any] | None], now: dt.datetime) -> Event:
+        op = intent["op"]
+        actor = intent.get("actor") or self.db.actor
+        if op == "create":
+            return self._create_event(intent["doc"], states, now, actor)
+        full = intent["id"]
+        current = states.get(full)
+        live = current is not None and current.get("deletedAt") is None
+        expected = intent.get("expected_version")
+        if expected is not None and (current or {}).get("version") != expected:
+            raise VersionConflictError(self.ns, full.partition("/")[2], expected, (current or {}).get("version"))
+        if op == "update":
+            if not live:
+                if not intent.get("upsert"):
+                    raise EntityNotFoundError(self.ns, full)
+                seed = {"$id": full}
+                doc = apply_update(seed, intent["update"], now=now, is_insert=True, protected=PROTECTED_FIELDS)
+                return self._create_event(doc, {**states, full: None}, now, actor)
+            doc = apply_update(current, intent["update"], now=now, protected=PROTECTED_FIELDS)
+            return self._change_event("UPDATE", full, current, doc, now, actor)
+        if not live:
+            raise EntityNotFoundError(self.ns, full)
+        if op == "replace":
+            fresh = {k: v for k, v in intent["doc"].items() if k not in PROTECTED_FIELDS and k != "deletedAt"}
+            keep = {k: current[k] for k in ("$id", "createdAt", "createdBy", "version") if k in current}
+            doc = {**keep, "$type": current.get("$type"), **fresh}
+            return self._change_event("UPDATE", full, current, doc, now, actor)
+        if intent.get("hard"):
+            return Event(new_ulid(), now, "DELETE", self.ns, full.partition("/")[2], current, None, actor)
+        return self._change_event("DELETE", full, current, {**current, "deletedAt": now}, now, actor)
+
+    def _create_event(self, doc: dict[str, Any], states: Mapping[str, dict[str, Any] | None],
+                      now: dt.datetime, actor: str) -> Event:
+        if not isinstance(doc, Mapping):
+            raise ValidationError(self.ns, f"a document must be an object, found {type(doc).__name__}")
+        full = self.full_id(str(doc["$id"])) if "$id" in doc else f"{self.ns}/{new_ulid().lower()}"
+        if states.get(full) is not None:
+            raise ValidationError(f"{full}", "an entity with this id already exists; use update() or replace()")
+        for key in doc:
+            if not isinstance(key, str):
+                raise ValidationError(f"{full}", f"field names must be strings, found {key!r}")
+        body = {k: v for k, v in doc.items() if k not in ("$id", "createdAt", "updatedAt", "createdBy", "updatedBy",
+                                                          "version", "deletedAt")}
+        after = {"$id": full, "$type": doc.get("$type") or self.ns, "createdAt": now, "updatedAt": now,
+                 "createdBy": actor, "updatedBy": actor, "version": 1, **body}
+        after["$type"] = after["$type"] if isinstance(after["$type"], str) else str(after["$type"])
+        after = self.schema.validate(after, full)
+        return Event(new_ulid(), now, "CREATE", self.ns, full.partition("/")[2], None, after, actor)
+
+    def _change_event(self, op: str, full: str, before: dict[str, Any], doc: dict[str, Any],
+                      now: dt.datetime, actor: str) -> Event:
+        after = {**doc, "$id": full, "updatedAt": now, "updatedBy": actor, "version": int(before.get("version") or 0) + 1}
+        after = self.schema.validate(after, full)
+        return Event(new_ulid(), now, op, self.ns, full.partition("/")[2], before, after, actor)
+
+    # -- flushing ----------------------------------------------------------------
+
+    def _arm_timer(self) -> None:
+        if self.db.flush_age is None or self._timer is not None:
+            return
+        self._timer = threading.Timer(self.db.flush_age, self._flush_by_age)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _flush_by_age(self) -> None:
+        self._timer = None
+        try:
+            self.flush()
+        except Exception as err:  # noqa: BLE001 - a background flush reports and keeps the writes staged
+            self.db.background_errors.append(err)
+
+    def flush(self) -> Head:
+        """Publish staged writes as one segment and one head commit; return the new head.
+
+        When this returns, every write before it is durable and visible to new readers.
+        """
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if not self._buffer.staged:
+                return self._head
+            staged = self._buffer.staged
+            since = self._buffer.base_len if self._buffer.base_len is not None else len(self._head.history)
+            for _attempt in range(MAX_REBASES):
+                segment = self._write_segment(staged)
+                ids = frozenset(s.event.full_id for s in staged)
+                updates: list[object] = [AppendSegments((segment,))]
+                if self._head.version == 0 or self._head.schema != self.schema.to_spec():
+                    updates.append(SetSchema(self.schema.to_spec()))
+                try:
+                    self._head, self._etag = commit(
+                        self.db.store, self._head, self._etag, updates,
+                        [AssertEntitiesUnchanged(ids, since, self._touched)],
+                    )
+                    break
+                except CommitConflictError:
+                    # Another writer changed an entity we touched: re-derive from intents on the new state.
+                    self.db.store.delete(segment.key)  # ours alone, never published
+                    self._head, self._etag = load_head(self.db.store, self.ns)
+                    since = len(self._head.history)
+                    try:
+                        staged = self._derive([s.intent for s in staged], self._head, {})
+                    except ParqueDBError:
+                        self._discard()  # the batch no longer applies (e.g. expected_version): reject it whole
+                        raise
+            else:
+                raise CommitConflictError(self.ns, expected="a quiet head", found=f"version {self._head.version}",
+                                          hint=f"gave up after {MAX_REBASES} rebases; retry later")
+            self._discard()
+            self.db.after_flush(self, segment)
+            return self._head
+
+    def _discard(self) -> None:
+        """Forget the staged writes (after they were published, or rejected)."""
+        self._buffer = _Buffer()
+        if self._wal:
+            self._wal.truncate()
+
+    def _write_segment(self, staged: list[_Staged]) -> SegmentRef:
+        table = self._segment_table(staged)
+        data = table_to_parquet(table, compression=self.db.compression)
+        segment_id = new_ulid()
+        first, last = staged[0].event, staged[-1].event
+        when = self._now()
+        key = segment_key(self.ns, segment_id, when)
+        self.db.store.put(key, data)
+        ts = [s.event.ts for s in staged]
+        return SegmentRef(
+            key=key, rows=len(staged), first_event=first.id, last_event=last.id,
+            min_ts=format_datetime(min(ts)), max_ts=format_datetime(max(ts)),
+            writer=self.db.writer_id(self), entities=len({s.event.full_id for s in staged}), bytes=len(data),
+        )
+
+    def _segment_table(self, staged: list[_Staged]) -> pa.Table:
+        return events_table([s.event for s in staged], self.schema, rows=[s.row for s in staged])
+
+    def _touched(self, segment: SegmentRef) -> frozenset[str]:
+        """The ``$id`` values a committed segment changed (read from its Parquet column)."""
+        import io
+
+        data = self.db.store.get(segment.key)
+        return frozenset(pq.read_table(io.BytesIO(data), columns=["$id"]).column(0).to_pylist())
+
+    # -- write-ahead log -----------------------------------------------------------
+
+    def _replay_wal(self) -> None:
+        assert self._wal is not None
+        records = self._wal.records()
+        if not records:
+            return
+        committed = max((s.last_event for s in self._head.history if s.writer == self._wal.writer_id), default="")
+        pending = [r.intent for r in records if max(r.event_ids) > committed]
+        self._wal.truncate()
+        if pending:
+            self._write(pending)
+            self.flush()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._wal:
+            self._wal.close()
+
+    # -- state Arrow schema (for the reader and tests) ------------------------------
+
+    def arrow_schema(self) -> pa.Schema:
+        return state_schema(self.schema)

@@ -1,0 +1,73 @@
+"""Identifiers: monotonic ULIDs for events, commits and files; entity ids.
+
+A ULID is 48 bits of milliseconds since the epoch and 80 random bits, written
+in Crockford base32 (26 characters) so that text order is time order. Within
+one process the generator is monotonic: ids made in the same millisecond
+increment the random part, so a writer's event ids always sort in the order
+they were made.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import threading
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_DECODE = {c: i for i, c in enumerate(_ALPHABET)}
+ULID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+_NS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
+
+
+def _encode(value: int, length: int) -> str:
+    out = []
+    for _ in range(length):
+        out.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(out))
+
+
+class UlidGenerator:
+    """Thread-safe monotonic ULIDs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = -1
+        self._last_rand = 0
+
+    def new(self, now_ms: int | None = None) -> str:
+        with self._lock:
+            ms = int(time.time() * 1000) if now_ms is None else now_ms
+            if ms <= self._last_ms:
+                ms = self._last_ms
+                self._last_rand += 1
+                if self._last_rand >= 1 << 80:  # astronomically unlikely: move to the next millisecond
+                    ms += 1
+                    self._last_rand = int.from_bytes(os.urandom(10), "big") >> 1
+            else:
+                self._last_rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
+            self._last_ms = ms
+            return _encode(ms, 10) + _encode(self._last_rand, 16)
+
+
+_GENERATOR = UlidGenerator()
+
+
+def new_ulid() -> str:
+    """A new monotonic ULID."""
+    return _GENERATOR.new()
+
+
+def ulid_time(ulid: str) -> dt.datetime:
+    """The UTC time encoded in a ULID's first 10 characters."""
+    ms = 0
+    for ch in ulid[:10].upper():
+        ms = ms * 32 + _DECODE[ch]
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+
+
+def is_valid_namespace(name: str) -> bool:
+    """Namespace names: letters, digits, '_' and '-', not starting with '_', '$', '.' or '-'."""
+    return isinstance(name, str) and bool(_NS_RE.match(name))
