@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest known word, or ``""``."""
-    hint = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    hint = difflib.get_close_matches(word, list(known), n=1, cutoff=0.5)
     return f"; did you mean {hint[0]!r}?" if hint else ""
 
 
@@ -65,6 +65,17 @@ class UnsupportedOperatorError(FilterError):
     def __init__(self, path: str, operator: str, reason: str) -> None:
         self.operator = operator
         super().__init__(path, f"operator {operator!r} is not supported: {reason}")
+
+
+class FindOptionError(ParqueDBError, ValueError):
+    """A find option (sort, limit, skip, cursor, project) is malformed; ``.option`` says which."""
+
+    code = "INVALID_FIND_OPTION"
+
+    def __init__(self, option: str, problem: str) -> None:
+        self.option = option
+        self.problem = problem
+        super().__init__(f"find option {option!r}: {problem}")
 
 
 # -- updates and documents ---------------------------------------------------------
@@ -207,6 +218,42 @@ class SQLError(ParqueDBError, ValueError):
     """A ParqueDB SQL statement cannot be parsed, translated or is unsafe."""
 
     code = "INVALID_SQL"
+
+
+class SQLSyntaxError(SQLError):
+    """SQL text does not parse; ``.line`` and ``.column`` (1-based) point at the offending token."""
+
+    code = "SQL_SYNTAX"
+
+    def __init__(self, problem: str, line: int, column: int, near: str = "") -> None:
+        self.problem = problem
+        self.line = line
+        self.column = column
+        self.near = near
+        where = f"sql line {line}, column {column}"
+        super().__init__(f"{where}: {problem}" + (f" near {near!r}" if near else ""))
+
+
+class UnsafeSQLError(SQLError):
+    """A WHERE clause matches one of ParqueDB's injection checks (the message is upstream's text)."""
+
+    code = "SQL_INJECTION"
+
+    def __init__(self, message: str) -> None:
+        self.reason = message
+        super().__init__(message)
+
+
+class UnknownTableError(SQLError):
+    """A query names a table that is neither a collection nor a view; the message lists the known ones."""
+
+    code = "UNKNOWN_TABLE"
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        self.known = sorted(known)
+        listing = ", ".join(self.known) if self.known else "none"
+        super().__init__(f"sql: unknown table {name!r}{did_you_mean(name, self.known)} (tables: {listing})")
 
 
 class QueryError(ParqueDBError):

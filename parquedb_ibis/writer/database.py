@@ -100,7 +100,7 @@ class Database:
         con = self.con
         with self._con_lock:
             try:
-                return con.execute(sql, list(params) if params is not None else None).fetch_arrow_table().to_pylist()
+                return con.execute(sql, list(params) if params is not None else None).to_arrow_table().to_pylist()
             except duckdb.Error as err:
                 raise QueryError(f"{self.config.url}: query failed: {err}") from err
 
@@ -110,7 +110,7 @@ class Database:
         con = self.con
         with self._con_lock:
             try:
-                return con.execute(sql, list(params) if params is not None else None).fetch_arrow_table()
+                return con.execute(sql, list(params) if params is not None else None).to_arrow_table()
             except duckdb.Error as err:
                 raise QueryError(f"{self.config.url}: query failed: {err}") from err
 
@@ -131,17 +131,18 @@ class Database:
         with self._lock:
             existing = self._collections.get(name)
             if existing is not None:
-                if schema is not None and Schema.parse(schema) != existing.schema:
-                    raise SchemaError(f"collection {name!r}", "already open with a different schema")
-                return existing
-            head, _ = load_head(self.store, name)
-            stored = Schema.parse(head.schema)
+                stored, committed = existing.schema, True
+            else:
+                head, _ = load_head(self.store, name)
+                stored, committed = Schema.parse(head.schema), bool(head.version)
             wanted = Schema.parse(schema) if schema is not None else stored
-            if head.version and schema is not None and wanted != stored:
+            if committed and wanted != stored:
                 raise SchemaError(
                     f"collection {name!r}",
                     f"declared schema {wanted.to_spec()!r} differs from the stored one {stored.to_spec()!r}",
                 )
+            if existing is not None:
+                return existing
             coll = Collection(self, name, wanted)
             self._collections[name] = coll
             return coll
