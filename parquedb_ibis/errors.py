@@ -298,3 +298,17 @@ class PreconditionFailedError(StorageError):
     """A conditional write lost: the key exists (create) or its ETag changed (swap)."""
 
     code = "PRECONDITION_FAILED"
+
+
+# -- upstream files ----------------------------------------------------------------
+
+
+class UpstreamFormatError(ParqueDBError, ValueError):
+    """A file written by the TypeScript ParqueDB is malformed or not in a layout we read; ``.key`` names it."""
+
+    code = "UPSTREAM_FORMAT"
+
+    def __init__(self, key: str, problem: str, hint: str = "") -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}" + (f"; {hint}" if hint else ""))

@@ -18,6 +18,7 @@ intents against the new state — so ``$inc`` never loses an update — and an
 from __future__ import annotations
 
 import datetime as dt
+import io
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from parquedb_ibis import query
-from parquedb_ibis.documents import format_datetime
+from parquedb_ibis.documents import DATA_COLUMN, format_datetime
 from parquedb_ibis.errors import (
     CommitConflictError,
     EntityNotFoundError,
@@ -68,6 +69,7 @@ class _Buffer:
     nbytes: int = 0
     since: float | None = None
     base_len: int | None = None  # history length of the oldest head these events were derived against
+    known: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # committed states looked up at that head
 
 
 class Collection:
@@ -82,6 +84,7 @@ class Collection:
         self._head, self._etag = load_head(db.store, ns)
         self._wal = WriteAheadLog(db.wal_dir, ns, sync=db.wal_sync) if db.wal_dir else None
         self._timer: threading.Timer | None = None
+        self._segment_cache: dict[str, dict[str, dict[str, Any] | None]] = {}
         if self._wal:
             self._replay_wal()
 
@@ -281,9 +284,10 @@ class Collection:
         schema = self.schema
         ids = [i["id"] for i in intents if "id" in i]
         given = [self._created_id(i["doc"]) for i in intents if i["op"] == "create" and "$id" in i["doc"]]
-        lookups = [x for x in (*ids, *given) if x not in overlay]
-        base = self._committed_states(lookups, head)
-        states: dict[str, dict[str, Any] | None] = {**base, **overlay}
+        lookups = [x for x in (*ids, *given) if x not in overlay and x not in self._buffer.known]
+        found = self._committed_states(lookups, head)
+        self._buffer.known.update({x: found.get(x) for x in lookups})
+        states: dict[str, dict[str, Any] | None] = {**self._buffer.known, **overlay}
         out: list[_Staged] = []
         now = self._now()
         for intent in intents:
@@ -389,13 +393,15 @@ class Collection:
                 try:
                     self._head, self._etag = commit(
                         self.db.store, self._head, self._etag, updates,
-                        [AssertEntitiesUnchanged(ids, since, self._touched)],
+                        [AssertEntitiesUnchanged(ids, since, lambda seg: frozenset(self._segment_states(seg)))],
                     )
                     break
                 except CommitConflictError:
                     # Another writer changed an entity we touched: re-derive from intents on the new state.
                     self.db.store.delete(segment.key)  # ours alone, never published
                     self._head, self._etag = load_head(self.db.store, self.ns)
+                    for newer in self._head.history[since:]:  # roll our known states forward
+                        self._buffer.known.update(self._segment_states(newer))
                     since = len(self._head.history)
                     try:
                         staged = self._derive([s.intent for s in staged], self._head, {})
@@ -433,12 +439,19 @@ class Collection:
     def _segment_table(self, staged: list[_Staged]) -> pa.Table:
         return events_table([s.event for s in staged], self.schema, rows=[s.row for s in staged])
 
-    def _touched(self, segment: SegmentRef) -> frozenset[str]:
-        """The ``$id`` values a committed segment changed (read from its Parquet column)."""
-        import io
-
-        data = self.db.store.get(segment.key)
-        return frozenset(pq.read_table(io.BytesIO(data), columns=["$id"]).column(0).to_pylist())
+    def _segment_states(self, segment: SegmentRef) -> dict[str, dict[str, Any] | None]:
+        """The latest after-state per ``$id`` in a committed segment (None: hard-deleted); cached."""
+        cached = self._segment_cache.get(segment.key)
+        if cached is None:
+            table = pq.read_table(io.BytesIO(self.db.store.get(segment.key)))
+            schema = Schema.parse(self._head.schema)
+            cached = {}
+            for row in table.to_pylist():
+                cached[row["$id"]] = from_row(row, schema) if row.get(DATA_COLUMN) is not None else None
+            if len(self._segment_cache) > 256:
+                self._segment_cache.clear()
+            self._segment_cache[segment.key] = cached
+        return cached
 
     # -- write-ahead log -----------------------------------------------------------
 

@@ -40,7 +40,10 @@ class Database:
     Writes are buffered per collection and flushed as segments every
     ``flush_every`` events, ``flush_bytes`` bytes or ``flush_age`` seconds
     (None: only on :meth:`flush`). ``wal_dir`` enables the local write-ahead
-    log so acknowledged writes survive a process crash.
+    log so acknowledged writes survive a process crash. A collection is
+    checkpointed automatically once ``auto_checkpoint`` segments follow its
+    last checkpoint (None: only on :meth:`checkpoint`), which bounds what every
+    reader has to fold.
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class Database:
         flush_bytes: int = 64 << 20,
         flush_age: float | None = 1.0,
         compression: str = "zstd",
+        auto_checkpoint: int | None = 64,
     ) -> None:
         self.store = store
         self.config = store.config
@@ -64,6 +68,7 @@ class Database:
         self.flush_bytes = flush_bytes
         self.flush_age = flush_age
         self.compression = compression
+        self.auto_checkpoint = auto_checkpoint
         self.background_errors: list[BaseException] = []
         #: Called as hook(collection, segment) after every successful flush (streaming views use it).
         self.flush_hooks: list[Callable[[Collection, SegmentRef], None]] = []
@@ -167,6 +172,8 @@ class Database:
         return wal.writer_id if wal is not None else self._writer
 
     def after_flush(self, collection: Collection, segment: SegmentRef) -> None:
+        if self.auto_checkpoint and len(collection.head.live_segments) >= self.auto_checkpoint:
+            self._checkpoint(collection, None)
         for hook in list(self.flush_hooks):
             hook(collection, segment)
 
