@@ -39,6 +39,7 @@ class Case:
     warmup: int = 1
     teardown: Callable[[Any], None] | None = None
     unit: str = "items"
+    notes: Callable[[Any], str] | None = None  # extra figures measured in setup/run (e.g. peak memory)
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Result:
     case: Case
     baseline: Timing
     candidate: Timing
+    note: str = ""
 
     @property
     def ratio(self) -> float:
@@ -92,10 +94,11 @@ def run_case(case: Case, log: Callable[[str], None] = print) -> Result:
         for _ in range(case.repeat):
             _time(case.baseline, state, base)
             _time(case.candidate, state, cand)
+        note = case.notes(state) if case.notes else ""
     finally:
         if case.teardown:
             case.teardown(state)
-    return Result(case, base, cand)
+    return Result(case, base, cand, note)
 
 
 def _fmt(seconds: float) -> str:
@@ -124,6 +127,7 @@ def report(results: Iterable[Result]) -> str:
         "| group | case | baseline | candidate | ratio | goal |",
         "|---|---|---|---|---|---|",
     ]
+    notes = []
     for r in results:
         c = r.case
         verdict = "" if r.met is None else (" ✅" if r.met else " ❌")
@@ -131,6 +135,10 @@ def report(results: Iterable[Result]) -> str:
             f"| {c.group} | {c.name} | {c.baseline_label}: {_timing_cell(r.baseline, c.unit)} "
             f"| {c.candidate_label}: {_timing_cell(r.candidate, c.unit)} | {r.ratio:.2f}× | {c.goal}{verdict} |"
         )
+        if r.note:
+            notes.append(f"- {c.group} / {c.name}: {r.note}")
+    if notes:
+        lines += ["", "Notes:", *notes]
     return "\n".join(lines) + "\n"
 
 
@@ -142,6 +150,7 @@ def to_json(results: Iterable[Result]) -> list[dict[str, Any]]:
             "baseline": {"label": r.case.baseline_label, "seconds": r.baseline.seconds, "items": r.baseline.items},
             "candidate": {"label": r.case.candidate_label, "seconds": r.candidate.seconds, "items": r.candidate.items},
             "ratio": r.ratio,
+            "note": r.note,
             "goal": r.case.goal,
             "met": r.met,
         }

@@ -131,9 +131,28 @@ def _untag(tag: str, text: str) -> Any:
     return Decimal(text)
 
 
+def _tag_default(value: Any) -> Any:
+    """``json.dumps`` hook: the tagged form of a value JSON has no type for."""
+    if isinstance(value, (dt.date, Decimal, bytes, bytearray, memoryview)):
+        return to_jsonable(value)
+    raise TypeError(f"cannot store a value of type {type(value).__name__}: {value!r}")
+
+
+_FAST = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_tag_default)
+
+
 def encode_variant(value: Any) -> str:
-    """Encode a value as the JSON text stored in a variant column."""
-    return json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """Encode a value as the JSON text stored in a variant column.
+
+    The common case runs in the C encoder (dates and other tagged types go
+    through its ``default`` hook); NaN and infinities make it fail, and then
+    the value takes the exact path through :func:`to_jsonable`. Mapping keys
+    must be strings (the writer rejects others).
+    """
+    try:
+        return _FAST.encode(value)
+    except ValueError:  # NaN / Infinity: tag them
+        return json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def decode_variant(text: str | None) -> Any:

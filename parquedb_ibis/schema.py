@@ -31,6 +31,8 @@ from parquedb_ibis.documents import (
 )
 from parquedb_ibis.errors import SchemaError, ValidationError, did_you_mean
 
+_SYSTEM = frozenset(SYSTEM_FIELDS)
+
 #: ParqueDB type name -> (our kind, DuckDB column type). One row per accepted spelling.
 SCALAR_TYPES: dict[str, tuple[str, str]] = {
     "string": ("string", "VARCHAR"),
@@ -249,19 +251,22 @@ def to_row(doc: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
     ``'null'`` and an absent one as SQL NULL.
     """
     row: dict[str, Any] = {name: doc.get(name) for name in SYSTEM_FIELDS}
-    rest = {k: v for k, v in doc.items() if k not in SYSTEM_FIELDS}
-    absent = []
-    for f in schema.fields:
-        present = f.name in rest
-        value = rest.pop(f.name, None)
-        if f.is_variant:
-            row[f.name] = encode_variant(value) if present else None
-        else:
-            row[f.name] = value
-            if not present:
-                absent.append(f.name)
-    if absent:
-        rest[ABSENT_KEY] = absent
+    if not schema.fields:
+        rest = {k: v for k, v in doc.items() if k not in _SYSTEM}
+    else:
+        rest = {k: v for k, v in doc.items() if k not in _SYSTEM}
+        absent = []
+        for f in schema.fields:
+            present = f.name in rest
+            value = rest.pop(f.name, None)
+            if f.is_variant:
+                row[f.name] = encode_variant(value) if present else None
+            else:
+                row[f.name] = value
+                if not present:
+                    absent.append(f.name)
+        if absent:
+            rest[ABSENT_KEY] = absent
     row[DATA_COLUMN] = encode_variant(rest)
     return row
 

@@ -41,13 +41,16 @@ from parquedb_ibis.schema import Schema, from_row, to_row
 from parquedb_ibis.updates import PROTECTED_FIELDS, apply_update, validate_update
 from parquedb_ibis.writer import reader
 from parquedb_ibis.writer.events import Event, events_table, state_schema, table_to_parquet
-from parquedb_ibis.writer.ids import new_ulid
+from parquedb_ibis.writer.ids import new_ulid, new_ulids
 from parquedb_ibis.writer.manifest import Head, SegmentRef, segment_key
 from parquedb_ibis.writer.transaction import AppendSegments, AssertEntitiesUnchanged, SetSchema, commit, load_head
 from parquedb_ibis.writer.wal import WalRecord, WriteAheadLog
 
 if TYPE_CHECKING:
     from parquedb_ibis.writer.database import Database
+
+#: Fields the writer sets on create; a document's own values for them are ignored.
+_WRITER_FIELDS = frozenset({"$id", "$type", "createdAt", "updatedAt", "createdBy", "updatedBy", "version", "deletedAt"})
 
 #: How often a flush re-derives its events after losing to concurrent writers.
 MAX_REBASES = 50
@@ -85,6 +88,7 @@ class Collection:
         self._wal = WriteAheadLog(db.wal_dir, ns, sync=db.wal_sync) if db.wal_dir else None
         self._timer: threading.Timer | None = None
         self._segment_cache: dict[str, dict[str, dict[str, Any] | None]] = {}
+        self._ids = iter(())
         if self._wal:
             self._replay_wal()
 
@@ -290,6 +294,7 @@ class Collection:
         states: dict[str, dict[str, Any] | None] = {**self._buffer.known, **overlay}
         out: list[_Staged] = []
         now = self._now()
+        self._ids = iter(new_ulids(2 * len(intents)))  # event and entity ids for this batch, made in one go
         for intent in intents:
             event = self._event(intent, states, now)
             states[event.full_id] = event.after
@@ -328,32 +333,35 @@ class Collection:
             doc = {**keep, "$type": current.get("$type"), **fresh}
             return self._change_event("UPDATE", full, current, doc, now, actor)
         if intent.get("hard"):
-            return Event(new_ulid(), now, "DELETE", self.ns, full.partition("/")[2], current, None, actor)
+            return Event(self._next_id(), now, "DELETE", self.ns, full.partition("/")[2], current, None, actor)
         return self._change_event("DELETE", full, current, {**current, "deletedAt": now}, now, actor)
 
     def _create_event(self, doc: dict[str, Any], states: Mapping[str, dict[str, Any] | None],
                       now: dt.datetime, actor: str) -> Event:
         if not isinstance(doc, Mapping):
             raise ValidationError(self.ns, f"a document must be an object, found {type(doc).__name__}")
-        full = self.full_id(str(doc["$id"])) if "$id" in doc else f"{self.ns}/{new_ulid().lower()}"
+        full = self.full_id(str(doc["$id"])) if "$id" in doc else f"{self.ns}/{self._next_id().lower()}"
         if states.get(full) is not None:
             raise ValidationError(f"{full}", "an entity with this id already exists; use update() or replace()")
-        for key in doc:
-            if not isinstance(key, str):
-                raise ValidationError(f"{full}", f"field names must be strings, found {key!r}")
-        body = {k: v for k, v in doc.items() if k not in ("$id", "createdAt", "updatedAt", "createdBy", "updatedBy",
-                                                          "version", "deletedAt")}
-        after = {"$id": full, "$type": doc.get("$type") or self.ns, "createdAt": now, "updatedAt": now,
-                 "createdBy": actor, "updatedBy": actor, "version": 1, **body}
-        after["$type"] = after["$type"] if isinstance(after["$type"], str) else str(after["$type"])
-        after = self.schema.validate(after, full)
-        return Event(new_ulid(), now, "CREATE", self.ns, full.partition("/")[2], None, after, actor)
+        if not all(type(key) is str for key in doc):
+            raise ValidationError(f"{full}", f"field names must be strings, found {next(k for k in doc if type(k) is not str)!r}")
+        kind = doc.get("$type") or self.ns
+        after = {"$id": full, "$type": kind if isinstance(kind, str) else str(kind), "createdAt": now, "updatedAt": now,
+                 "createdBy": actor, "updatedBy": actor, "version": 1}
+        after.update((k, v) for k, v in doc.items() if k not in _WRITER_FIELDS)
+        if self.schema.fields:
+            after = self.schema.validate(after, full)
+        return Event(self._next_id(), now, "CREATE", self.ns, full.partition("/")[2], None, after, actor)
 
     def _change_event(self, op: str, full: str, before: dict[str, Any], doc: dict[str, Any],
                       now: dt.datetime, actor: str) -> Event:
         after = {**doc, "$id": full, "updatedAt": now, "updatedBy": actor, "version": int(before.get("version") or 0) + 1}
         after = self.schema.validate(after, full)
-        return Event(new_ulid(), now, op, self.ns, full.partition("/")[2], before, after, actor)
+        return Event(self._next_id(), now, op, self.ns, full.partition("/")[2], before, after, actor)
+
+    def _next_id(self) -> str:
+        """The next of the ULIDs made for the batch being derived."""
+        return next(self._ids)
 
     # -- flushing ----------------------------------------------------------------
 

@@ -81,9 +81,9 @@ def segment_schema(schema: Schema) -> pa.Schema:
     return pa.schema([*(pa.field(n, t) for n, t in EVENT_COLUMNS.items()), *state_schema(schema)])
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Event:
-    """One mutation of one entity: full before and after documents."""
+    """One mutation of one entity: full before and after documents (treat as immutable)."""
 
     id: str
     ts: dt.datetime
@@ -105,24 +105,22 @@ def events_table(events: Sequence[Event], schema: Schema, rows: Sequence[dict[st
 
     ``rows`` are the events' state rows when already computed (``schema.to_row(event.after)``).
     """
-    columns: dict[str, list[Any]] = {name: [] for name in segment_schema(schema).names}
     state_names = state_schema(schema).names
-    empty_state = dict.fromkeys(state_names)
-    for i, e in enumerate(events):
-        columns["id"].append(e.id)
-        columns["ts"].append(e.ts)
-        columns["op"].append(e.op)
-        columns["ns"].append(e.ns)
-        columns["entity_id"].append(e.entity_id)
-        columns["before"].append(None if e.before is None else encode_variant(e.before))
-        columns["actor"].append(e.actor)
-        columns["metadata"].append(None if e.metadata is None else encode_variant(e.metadata))
-        if e.after is None:
-            state = {**empty_state, "$id": e.full_id}
-        else:
-            state = rows[i] if rows is not None else to_row(e.after, schema)
-        for name in state_names:
-            columns[name].append(state.get(name))
+    if rows is None:
+        rows = [to_row(e.after, schema) if e.after is not None else {} for e in events]
+    states = [row if e.after is not None else {"$id": e.full_id} for e, row in zip(events, rows, strict=True)]
+    columns: dict[str, list[Any]] = {
+        "id": [e.id for e in events],
+        "ts": [e.ts for e in events],
+        "op": [e.op for e in events],
+        "ns": [e.ns for e in events],
+        "entity_id": [e.entity_id for e in events],
+        "before": [None if e.before is None else encode_variant(e.before) for e in events],
+        "actor": [e.actor for e in events],
+        "metadata": [None if e.metadata is None else encode_variant(e.metadata) for e in events],
+    }
+    for name in state_names:
+        columns[name] = [state.get(name) for state in states]
     return pa.table(columns, schema=segment_schema(schema))
 
 

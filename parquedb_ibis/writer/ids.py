@@ -21,12 +21,12 @@ ULID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 _NS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
 
 
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> 2 characters
+
+
 def _encode(value: int, length: int) -> str:
-    out = []
-    for _ in range(length):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    """``value`` in Crockford base32, ``length`` (even) characters, two characters per table lookup."""
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in range(5 * (length - 2), -1, -10)])
 
 
 class UlidGenerator:
@@ -36,6 +36,21 @@ class UlidGenerator:
         self._lock = threading.Lock()
         self._last_ms = -1
         self._last_rand = 0
+
+    def new_many(self, count: int) -> list[str]:
+        """``count`` consecutive ULIDs of one millisecond (one lock, one clock read)."""
+        with self._lock:
+            ms = int(time.time() * 1000)
+            if ms <= self._last_ms:
+                ms = self._last_ms
+            else:
+                self._last_rand = int.from_bytes(os.urandom(10), "big") >> 1
+            if self._last_rand + count >= 1 << 80:
+                ms += 1
+                self._last_rand = 0
+            first = (ms << 80) | (self._last_rand + 1)
+            self._last_ms, self._last_rand = ms, self._last_rand + count
+        return [_encode(first + i, 26) for i in range(count)]
 
     def new(self, now_ms: int | None = None) -> str:
         with self._lock:
@@ -49,7 +64,7 @@ class UlidGenerator:
             else:
                 self._last_rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
             self._last_ms = ms
-            return _encode(ms, 10) + _encode(self._last_rand, 16)
+            return _encode((ms << 80) | self._last_rand, 26)
 
 
 _GENERATOR = UlidGenerator()
@@ -58,6 +73,11 @@ _GENERATOR = UlidGenerator()
 def new_ulid() -> str:
     """A new monotonic ULID."""
     return _GENERATOR.new()
+
+
+def new_ulids(count: int) -> list[str]:
+    """``count`` new monotonic ULIDs, faster than calling :func:`new_ulid` in a loop."""
+    return _GENERATOR.new_many(count) if count > 0 else []
 
 
 def ulid_time(ulid: str) -> dt.datetime:
