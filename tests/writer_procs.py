@@ -87,3 +87,24 @@ def counter_writer(url: str, options: dict, ack_path: str, worker: int, flushes:
                     if attempt == 4:
                         raise
             ack.write(f"w{worker}-{i}\n")
+
+
+def wal_writer(url: str, wal_dir: str, ack_path: str, crash_point: str, seed: int) -> None:
+    """Create documents one by one with a WAL and no automatic flush; acknowledge each create.
+
+    ``"timer"``: the parent kills us at a random moment; ``"after-commit"``: a flush
+    publishes its head and we die before the WAL is truncated.
+    """
+    rng = random.Random(seed)
+    db = parquedb_ibis.connect(url, flush_age=None, flush_every=10**9, wal_dir=wal_dir)
+    coll = db.collection("wal")
+    if crash_point == "after-commit" and coll._wal is not None:
+        coll._wal.truncate = _die
+    flush_at = rng.randint(3, 8)
+    with open(ack_path, "a", buffering=1) as ack:
+        for i in range(10_000):
+            tag = f"{seed}-{i}"
+            doc = coll.create({"tag": tag})
+            ack.write(f"{tag} {doc['$id']}\n")
+            if i == flush_at:
+                coll.flush()

@@ -269,6 +269,8 @@ class Collection:
             if self._buffer.base_len is None:
                 self._buffer.base_len = len(self._head.history)
             for s in staged:
+                if s.intent["op"] == "create":  # pin generated ids: a replay or rebase must keep them
+                    s.intent["doc"]["$id"] = s.event.full_id
                 self._buffer.staged.append(s)
                 self._buffer.states[s.event.full_id] = s.event.after
                 self._buffer.nbytes += len(s.row.get("$data") or "") + 200
