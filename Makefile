@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-data
 
+CHROMIUM ?= /usr/bin/chromium
+
 .PHONY: setup demo test bench lab lint clean
 
 $(STAMP): pyproject.toml
@@ -18,7 +20,16 @@ setup: $(STAMP)
 demo: setup
 	$(PY) -m parquedb_ibis.cli demo $(DEMO_DIR)
 
-test: setup
+# The dashboard's real-browser test needs Debian's chromium (never a downloaded browser).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "the browser test needs Debian's chromium: sudo apt-get install chromium"; exit 1; \
+	fi
+
+test: setup $(CHROMIUM)
 	$(PY) -m pytest
 
 bench: setup
