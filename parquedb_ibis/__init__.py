@@ -14,6 +14,7 @@ from typing import Any
 
 from parquedb_ibis import errors
 from parquedb_ibis.compile.filters import compile_filter, to_sql
+from parquedb_ibis.compile.views import compile_view
 from parquedb_ibis.errors import ParqueDBError
 from parquedb_ibis.query import find_in
 from parquedb_ibis.updates import apply_update
@@ -21,7 +22,8 @@ from parquedb_ibis.updates import apply_update
 __version__ = "0.1.0"
 
 #: connect() keywords that configure the database; every other keyword configures the store.
-_DATABASE_OPTIONS = ("actor", "wal_dir", "wal_sync", "flush_every", "flush_bytes", "flush_age", "compression")
+_DATABASE_OPTIONS = ("actor", "wal_dir", "wal_sync", "flush_every", "flush_bytes", "flush_age", "compression",
+                     "auto_checkpoint", "stale_reads")
 
 
 def connect(url: str | os.PathLike[str] | None = None, **options: Any):
@@ -31,10 +33,11 @@ def connect(url: str | os.PathLike[str] | None = None, **options: Any):
     Store options (``endpoint``, ``access_key_id``, ``secret_access_key``,
     ``account_id``, ``region``...) are described in docs/connecting.md;
     database options are ``actor``, ``wal_dir``, ``wal_sync``, ``flush_every``,
-    ``flush_bytes``, ``flush_age`` and ``compression``.
+    ``flush_bytes``, ``flush_age``, ``compression``, ``auto_checkpoint`` and
+    ``stale_reads`` (``'refresh'``, ``'warn'`` or ``'ignore'``: reading a view past its grace period).
     """
     from parquedb_ibis.store import open_store
-    from parquedb_ibis.writer.database import Database
+    from parquedb_ibis.views.database import Database
 
     db_options = {k: options.pop(k) for k in _DATABASE_OPTIONS if k in options}
     return Database(open_store(url, **options), **db_options)
@@ -45,6 +48,7 @@ __all__ = [
     "__version__",
     "apply_update",
     "compile_filter",
+    "compile_view",
     "connect",
     "errors",
     "find_in",

@@ -141,7 +141,7 @@ class Database:
                 head, _ = load_head(self.store, name)
                 stored, committed = Schema.parse(head.schema), bool(head.version)
             wanted = Schema.parse(schema) if schema is not None else stored
-            if committed and wanted != stored:
+            if committed and wanted.to_spec() != stored.to_spec():
                 raise SchemaError(
                     f"collection {name!r}",
                     f"declared schema {wanted.to_spec()!r} differs from the stored one {stored.to_spec()!r}",

@@ -95,7 +95,7 @@ class Head:
         return tuple(keys)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True).encode()
+        return json.dumps(asdict(self), separators=(",", ":")).encode()  # keeps the schema's declaration order
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> Head:
