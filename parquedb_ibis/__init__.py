@@ -43,6 +43,18 @@ def connect(url: str | os.PathLike[str] | None = None, **options: Any):
     return Database(open_store(url, **options), **db_options)
 
 
+#: Ibis helpers, imported on first use so `import parquedb_ibis` does not pay for ibis.
+_IBIS_HELPERS = ("mongo", "field", "unpack", "view_to_ibis")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _IBIS_HELPERS:
+        from parquedb_ibis import ibis_filters
+
+        return getattr(ibis_filters, name)
+    raise AttributeError(f"module 'parquedb_ibis' has no attribute {name!r}")
+
+
 __all__ = [
     "ParqueDBError",
     "__version__",
@@ -51,6 +63,10 @@ __all__ = [
     "compile_view",
     "connect",
     "errors",
+    "field",
     "find_in",
+    "mongo",
     "to_sql",
+    "unpack",
+    "view_to_ibis",
 ]
