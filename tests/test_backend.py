@@ -495,8 +495,7 @@ def test_s3_store_through_the_test_server(s3):
 
 @pytest.mark.s3
 def test_ibis_connect_parquedb_s3_url(s3):
-    if not importlib.metadata.entry_points(group="ibis.backends", name="parquedb+s3"):
-        pytest.skip("needs the 'parquedb+s3' ibis.backends entry point (pyproject.toml)")
+    assert importlib.metadata.entry_points(group="ibis.backends", name="parquedb+s3"), "pyproject declares it"
     query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in store_options(s3).items())
     con = ibis.connect(f"parquedb+s3://pqdb-test/ibis-url?{query}")
     try:
