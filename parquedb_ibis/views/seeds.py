@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 TAIL_EVENTS = "TailEvents"
 
-#: The ``TailEvents`` stream collection (upstream ``src/streaming/views.ts:172-182``).
+#: The ``TailEvents`` stream collection (upstream ``src/streaming/views.ts:172-182``), plus the newer
+#: ``TraceItem`` fields as optional (older tails lack them; ``event.response.status`` stays in ``event``).
 TAIL_EVENTS_SCHEMA: dict[str, str] = {
     "scriptName": "string!",
     "outcome": "string!",
@@ -40,6 +41,12 @@ TAIL_EVENTS_SCHEMA: dict[str, str] = {
     "logs": "variant[]",
     "exceptions": "variant[]",
     "diagnosticsChannelEvents": "variant[]",
+    "entrypoint": "string?",
+    "scriptVersion": "variant?",
+    "executionModel": "string?",
+    "truncated": "boolean?",
+    "cpuTime": "int?",
+    "wallTime": "int?",
 }
 
 AI_REQUESTS = "AIRequests"

@@ -141,11 +141,15 @@ class Collection:
         if not ids or head.version == 0:
             return {}
         rel = reader.head_relation(head, self.db.store.url_for, include_deleted=True)
-        query = exp.select("*").from_(exp.alias_(exp.Subquery(this=rel), "s")).where(
-            exp.column("$id", quoted=True).isin(*(exp.Literal.string(i) for i in ids))
-        )
+        query = exp.select("*").from_(exp.alias_(exp.Subquery(this=rel), "s"))
+        tables = {}
+        if len(ids) <= 64:
+            query = query.where(exp.column("$id", quoted=True).isin(*(exp.Literal.string(i) for i in ids)))
+        else:  # a semi-join against the ids as a table, not a huge IN list
+            tables = {"__pq_lookup_ids": pa.table({"id": ids})}
+            query = query.where(exp.column("$id", quoted=True).isin(query=exp.select("id").from_("__pq_lookup_ids")))
         schema = Schema.parse(head.schema)
-        rows = self.db.query_rows(query)
+        rows = self.db.query_rows(query, tables=tables)
         return {row["$id"]: from_row(row, schema) for row in rows}
 
     def _state(self, full_id: str, base: Mapping[str, dict[str, Any] | None]) -> dict[str, Any] | None:

@@ -99,15 +99,24 @@ class Database:
         with self._con_lock:
             yield con
 
-    def query_rows(self, query: exp.Expression | str, params: Iterable[Any] | None = None) -> list[dict[str, Any]]:
-        """Run a query and return rows as dicts of Python values."""
+    def query_rows(self, query: exp.Expression | str, params: Iterable[Any] | None = None, *,
+                   tables: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a query and return rows as dicts of Python values.
+
+        ``tables`` are Arrow tables registered under their names for this query only.
+        """
         sql = query if isinstance(query, str) else query.sql("duckdb")
         con = self.con
         with self._con_lock:
+            for name, table in (tables or {}).items():
+                con.register(name, table)
             try:
                 return con.execute(sql, list(params) if params is not None else None).to_arrow_table().to_pylist()
             except duckdb.Error as err:
                 raise QueryError(f"{self.config.url}: query failed: {err}") from err
+            finally:
+                for name in tables or {}:
+                    con.unregister(name)
 
     def query_arrow(self, query: exp.Expression | str, params: Iterable[Any] | None = None):
         """Run a query and return a pyarrow Table."""
