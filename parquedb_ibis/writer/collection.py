@@ -185,7 +185,7 @@ class Collection:
                 return None
             files = [self.db.store.url_for(s.key) for s in head.history]
             cols = [exp.column(c, quoted=True) for c in reader.state_columns(Schema.parse(head.schema))]
-            query = exp.select(*cols).from_(reader._read_parquet(files, union_by_name=True)).where(
+            query = exp.select(*cols).from_(reader.read_parquet(files, union_by_name=True)).where(
                 exp.and_(exp.column("$id", quoted=True).eq(exp.Literal.string(full)),
                          exp.column("version", quoted=True).eq(exp.Literal.number(as_of)))
             ).limit(1)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from sqlglot import exp
 
-from parquedb_ibis.documents import DATA_COLUMN
+from parquedb_ibis.documents import DATA_COLUMN, format_datetime, parse_datetime, to_utc
 from parquedb_ibis.schema import Schema
 from parquedb_ibis.writer.manifest import CheckpointRef, Head, SegmentRef
 
@@ -28,7 +28,8 @@ def _col(name: str, table: str | None = None) -> exp.Column:
     return exp.column(name, table=table, quoted=True)
 
 
-def _read_parquet(urls: Sequence[str], **options: bool) -> exp.Expression:
+def read_parquet(urls: Sequence[str], **options: bool) -> exp.Expression:
+    """``read_parquet([...urls], option = true ...)`` as a sqlglot call (urls are literals)."""
     args: list[exp.Expression] = [exp.Array(expressions=[exp.Literal.string(u) for u in urls])]
     for key, value in options.items():
         args.append(exp.EQ(this=exp.var(key), expression=exp.Boolean(this=value)))
@@ -66,7 +67,7 @@ def state_relation(
     parts: list[exp.Select] = []
     seg_urls = [url_for(s.key) for s in segments]
     if seg_urls:
-        events = exp.select("*").from_(exp.alias_(_read_parquet(seg_urls, filename=True, union_by_name=True), "e"))
+        events = exp.select("*").from_(exp.alias_(read_parquet(seg_urls, filename=True, union_by_name=True), "e"))
         if until is not None:
             events = events.where(exp.LTE(this=_col("ts"), expression=_timestamp(until)))
         order = exp.func("list_position", exp.Array(expressions=[exp.Literal.string(u) for u in seg_urls]), _col("filename"))
@@ -83,10 +84,10 @@ def state_relation(
         )
     if checkpoint is not None and checkpoint.files:
         base = exp.select(*(_col(c, "c") for c in cols)).from_(
-            exp.alias_(_read_parquet([url_for(f) for f in checkpoint.files], union_by_name=True), "c")
+            exp.alias_(read_parquet([url_for(f) for f in checkpoint.files], union_by_name=True), "c")
         )
         if seg_urls:
-            touched = exp.select(_col("$id")).from_(_read_parquet(seg_urls, union_by_name=True))
+            touched = exp.select(_col("$id")).from_(read_parquet(seg_urls, union_by_name=True))
             if until is not None:
                 touched = touched.where(exp.LTE(this=_col("ts"), expression=_timestamp(until)))
             base = base.join(
@@ -109,8 +110,6 @@ def state_relation(
 
 
 def _timestamp(value: dt.datetime) -> exp.Expression:
-    from parquedb_ibis.documents import format_datetime
-
     return exp.cast(exp.Literal.string(format_datetime(value)), exp.DataType.build("TIMESTAMPTZ", dialect="duckdb"))
 
 
@@ -122,8 +121,6 @@ def head_relation(head: Head, url_for: Callable[[str], str], *, include_deleted:
 
 def as_of_relation(head: Head, when: dt.datetime, url_for: Callable[[str], str], *, include_deleted: bool = False) -> exp.Select:
     """The state at time ``when``: the newest checkpoint wholly before it, plus later events up to it."""
-    from parquedb_ibis.documents import parse_datetime, to_utc
-
     when = to_utc(when)
     candidates = [c for c in (*head.checkpoints, head.checkpoint) if c is not None and c.max_ts is not None]
     usable = [c for c in candidates if parse_datetime(c.max_ts) <= when]
