@@ -7,7 +7,7 @@ DEMO_DIR ?= demo-data
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup demo test bench lab lint clean
+.PHONY: setup demo test bench lab dashboard lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,11 @@ bench: setup
 
 lab: setup
 	@test -d $(DEMO_DIR) || $(PY) -m parquedb_ibis.cli demo $(DEMO_DIR)
-	PARQUEDB_URL=$(abspath $(DEMO_DIR)) $(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser notebooks/
+	PARQUEDB_URL=$(abspath $(DEMO_DIR)) $(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=notebooks
+
+dashboard: setup
+	@test -d $(DEMO_DIR) || $(PY) -m parquedb_ibis.cli demo $(DEMO_DIR)
+	PARQUEDB_URL=$(abspath $(DEMO_DIR)) $(VENV)/bin/voila --Voila.ip=127.0.0.1 --no-browser notebooks/worker-dashboard.ipynb
 
 lint: setup
 	$(VENV)/bin/lint-imports

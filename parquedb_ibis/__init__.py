@@ -43,6 +43,19 @@ def connect(url: str | os.PathLike[str] | None = None, **options: Any):
     return Database(open_store(url, **options), **db_options)
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext parquedb_ibis``: the %parquedb / %%parquedb magics."""
+    from parquedb_ibis.magic import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from parquedb_ibis.magic import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 #: Ibis helpers, imported on first use so `import parquedb_ibis` does not pay for ibis.
 _IBIS_HELPERS = ("mongo", "field", "unpack", "view_to_ibis")
 
@@ -65,8 +78,10 @@ __all__ = [
     "errors",
     "field",
     "find_in",
+    "load_ipython_extension",
     "mongo",
     "to_sql",
+    "unload_ipython_extension",
     "unpack",
     "view_to_ibis",
 ]
