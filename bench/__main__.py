@@ -25,7 +25,10 @@ def main(argv: list[str]) -> int:
         print(f"[bench] {group}", flush=True)
         module = importlib.import_module(f"bench.cases_{group}")
         for case in module.cases():
-            results.append(run_case(case))
+            try:
+                results.append(run_case(case))
+            except Exception as err:  # noqa: BLE001 - one broken case must not lose the others' figures
+                print(f"[bench] {case.group} / {case.name} FAILED: {type(err).__name__}: {err}", flush=True)
     path = write(results, HERE / "results")
     print(report(results))
     print(f"[bench] report written to {path}")

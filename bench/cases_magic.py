@@ -39,7 +39,7 @@ from parquedb_ibis import dashboards as d
 #: Documents in the magic's collection.
 MAGIC_ROWS = 20_000
 #: Requests in the dashboard's data (about as many log lines, 3% errors).
-DASHBOARD_REQUESTS = 1_000_000
+DASHBOARD_REQUESTS = 10_000_000
 START = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
 SCRIPTS = ["api-gateway", "auth-worker", "static-router", "webhook-handler", "image-resizer", "chat-room"]
 COLOS = ["IAD", "EWR", "ORD", "DFW", "LAX", "SJC", "LHR", "AMS", "FRA", "CDG", "NRT", "SIN", "SYD", "GRU"]
@@ -220,7 +220,7 @@ def cases() -> list[Case]:
              unit="rows"),
         Case("dashboard", f"full refresh, 24 h window ({DASHBOARD_REQUESTS:,} requests)", lambda: _dashboard_setup(day),
              _panels_in_duckdb, _dashboard_refresh, baseline_label="panel queries in DuckDB",
-             candidate_label="load_dashboard + 4 charts", repeat=5, warmup=1, teardown=_dashboard_teardown,
+             candidate_label="load_dashboard + 4 charts", repeat=3, warmup=1, teardown=_dashboard_teardown,
              notes=_dashboard_notes, unit="requests"),
         Case("dashboard", f"script filter, last hour ({DASHBOARD_REQUESTS:,} requests)", lambda: _dashboard_setup(last_hour),
              _panels_in_duckdb, _dashboard_refresh, baseline_label="panel queries in DuckDB",

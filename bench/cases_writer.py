@@ -17,6 +17,7 @@ from sqlglot import exp
 import parquedb_ibis
 from bench.harness import Case
 from parquedb_ibis._testing import MotoServer
+from parquedb_ibis.writer.reader import read_parquet
 
 BATCH = 10_000
 
@@ -103,9 +104,11 @@ def _checkpoint_setup():
 def _checkpoint_baseline(state) -> int:
     """DuckDB sorts the same segment rows by $id into one Parquet file (no fold, no commit)."""
     files = [state["db"].store.url_for(s.key) for s in state["head"].history]
-    con = duckdb.connect()
-    con.execute("COPY (SELECT * FROM read_parquet(?) ORDER BY \"$id\") TO ? (FORMAT parquet, COMPRESSION zstd)",
-                [files, str(state["tmp"] / "baseline.parquet")])
+    rows = exp.select("*").from_(read_parquet(files, union_by_name=True)).order_by(exp.column("$id", quoted=True))
+    copy = exp.Copy(this=exp.Subquery(this=rows), kind=False, files=[exp.Literal.string(str(state["tmp"] / "baseline.parquet"))],
+                    params=[exp.CopyParameter(this=exp.var("FORMAT"), expression=exp.var("parquet")),
+                            exp.CopyParameter(this=exp.var("COMPRESSION"), expression=exp.var("zstd"))])
+    duckdb.connect().execute(copy.sql("duckdb"))
     return CHECKPOINT_ENTITIES
 
 

@@ -57,6 +57,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from parquedb_ibis.upstream.readers import WORKER_LOGS_SCHEMA as UPSTREAM_WORKER_LOGS
 from parquedb_ibis.errors import (
     CommitConflictError,
     ObjectNotFoundError,
@@ -86,25 +87,12 @@ MAX_COMMIT_ATTEMPTS = 20
 #: Marker format version.
 MARKER_FORMAT = 1
 
-#: The WorkerLogs columns we write (upstream §8.2 plus ``traceId``), with real timestamps.
+#: The WorkerLogs columns we write: upstream's (§8.2, real timestamps) plus ``traceId``, without the reader's
+#: provenance columns (``flushedAt``, ``file``).
 WORKER_LOGS_SCHEMA = pa.schema([
-    ("id", pa.string()),
+    UPSTREAM_WORKER_LOGS.field("id"),
     ("traceId", pa.string()),
-    ("scriptName", pa.string()),
-    ("eventTimestamp", pa.timestamp("ms", tz="UTC")),
-    ("timestamp", pa.timestamp("ms", tz="UTC")),
-    ("level", pa.string()),
-    ("message", pa.string()),
-    ("httpMethod", pa.string()),
-    ("httpUrl", pa.string()),
-    ("httpStatus", pa.int32()),
-    ("outcome", pa.string()),
-    ("isException", pa.bool_()),
-    ("exceptionName", pa.string()),
-    ("colo", pa.string()),
-    ("country", pa.string()),
-    ("requestId", pa.string()),
-    ("fetchCount", pa.int32()),
+    *(UPSTREAM_WORKER_LOGS.field(n) for n in UPSTREAM_WORKER_LOGS.names[1:] if n not in ("flushedAt", "file")),
 ])
 
 #: R2 event-notification types that create an object (``eventType`` in upstream's queue, ``action`` in R2's payload).
