@@ -87,37 +87,49 @@ TYPED_SQL = [
 ]
 
 VARIANT_SQL = [
-    ({"city": "Paris"}, "JSON_TYPE(\"$data\", '/city') = 'VARCHAR' AND (\"$data\" ->> '/city') = 'Paris'"),
+    ({"city": "Paris"}, "(\"$data\" ->> '/city') = 'Paris'"),
     (
         {"n": {"$gte": 18}},
-        "JSON_TYPE(\"$data\", '/n') IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND TRY_CAST((\"$data\" -> '/n') AS DOUBLE) >= 18"
-        " OR JSON_KEYS(\"$data\", '/n') = ['$number'] AND (\"$data\" ->> '/n/$number') = 'Infinity'",
+        "CASE WHEN COALESCE(TRY_CAST((\"$data\" ->> '/n') AS DOUBLE) >= 18, TRUE)"
+        " THEN LIST_TRANSFORM([(\"$data\" -> '/n')], LAMBDA _v0 : JSON_TYPE(_v0) IN ('BIGINT', 'UBIGINT', 'DOUBLE')"
+        " AND TRY_CAST(_v0 AS DOUBLE) >= 18 OR CAST(_v0 AS TEXT) = '{\"$number\":\"Infinity\"}')[1]"
+        " ELSE FALSE END",
     ),
     ({"n": None}, "COALESCE(JSON_TYPE(\"$data\", '/n'), 'NULL') = 'NULL'"),
     ({"n": {"$exists": True}}, "NOT JSON_TYPE(\"$data\", '/n') IS NULL"),
-    ({"n": {"$type": "date"}}, "JSON_KEYS(\"$data\", '/n') = ['$date'] OR JSON_KEYS(\"$data\", '/n') = ['$dateonly']"),
+    (
+        {"n": {"$type": "date"}},
+        "LIST_TRANSFORM([(\"$data\" -> '/n')], LAMBDA _v0 : JSON_KEYS(_v0) = ['$date']"
+        " OR JSON_KEYS(_v0) = ['$dateonly'])[1]",
+    ),
     (
         {"d": {"$lt": dt.datetime(2024, 6, 1)}},
-        "JSON_KEYS(\"$data\", '/d') = ['$date'] AND TRY_CAST((\"$data\" ->> '/d/$date') AS TIMESTAMPTZ)"
-        " < CAST('2024-06-01T00:00:00+00:00' AS TIMESTAMPTZ)",
+        "LIST_TRANSFORM([(\"$data\" -> '/d')], LAMBDA _v0 : JSON_KEYS(_v0) = ['$date']"
+        " AND TRY_CAST((_v0 ->> '/$date') AS TIMESTAMPTZ) < CAST('2024-06-01T00:00:00+00:00' AS TIMESTAMPTZ))[1]",
     ),
     (
         {"a": [1, None]},
-        "JSON_TYPE(\"$data\", '/a') = 'ARRAY' AND JSON_ARRAY_LENGTH(\"$data\", '/a') = 2"
-        " AND JSON_TYPE(\"$data\", '/a/0') IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND TRY_CAST((\"$data\" -> '/a/0') AS DOUBLE) = 1"
-        " AND JSON_TYPE(\"$data\", '/a/1') = 'NULL'",
+        "LIST_TRANSFORM([(\"$data\" -> '/a')], LAMBDA _v0 : JSON_TYPE(_v0) = 'ARRAY'"
+        " AND JSON_ARRAY_LENGTH(_v0) = 2 AND JSON_TYPE(_v0, '/0') IN ('BIGINT', 'UBIGINT', 'DOUBLE')"
+        " AND TRY_CAST((_v0 -> '/0') AS DOUBLE) = 1 AND JSON_TYPE(_v0, '/1') = 'NULL')[1]",
     ),
     (
         {"tags": {"$all": ["a"]}},
-        "JSON_TYPE(\"$data\", '/tags') = 'ARRAY' AND LENGTH(LIST_FILTER(TRY_CAST((\"$data\" -> '/tags') AS JSON[]),"
-        " LAMBDA _e1 : JSON_TYPE(_e1) = 'VARCHAR' AND (_e1 ->> '$') = 'a')) > 0",
+        "LIST_TRANSFORM([(\"$data\" -> '/tags')], LAMBDA _v0 : JSON_TYPE(_v0) = 'ARRAY'"
+        " AND LENGTH(LIST_FILTER(TRY_CAST(_v0 AS JSON[]), LAMBDA _e1 : JSON_TYPE(_e1) = 'VARCHAR'"
+        " AND (_e1 ->> '$') = 'a')) > 0)[1]",
     ),
     (
         {"exceptions.0.name": {"$regex": "Error$"}},
-        "JSON_TYPE(\"$data\", '/exceptions/0/name') = 'VARCHAR'"
-        " AND REGEXP_MATCHES((\"$data\" ->> '/exceptions/0/name'), 'Error$')",
+        "LIST_TRANSFORM([(\"$data\" -> '/exceptions/0/name')], LAMBDA _v0 : JSON_TYPE(_v0) = 'VARCHAR'"
+        " AND REGEXP_MATCHES((_v0 ->> '$'), 'Error$'))[1]",
     ),
-    ({"a/b~c": 1.5}, "JSON_TYPE(\"$data\", '/a~1b~0c') IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND TRY_CAST((\"$data\" -> '/a~1b~0c') AS DOUBLE) = 1.5"),
+    (
+        {"a/b~c": 1.5},
+        "CASE WHEN COALESCE(TRY_CAST((\"$data\" ->> '/a~1b~0c') AS DOUBLE) = 1.5, TRUE)"
+        " THEN LIST_TRANSFORM([(\"$data\" -> '/a~1b~0c')], LAMBDA _v0 : JSON_TYPE(_v0) IN ('BIGINT', 'UBIGINT', 'DOUBLE')"
+        " AND TRY_CAST(_v0 AS DOUBLE) = 1.5)[1] ELSE FALSE END",
+    ),
 ]
 
 

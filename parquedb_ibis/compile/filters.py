@@ -29,13 +29,14 @@ drops a row that ParqueDB would match.
 >>> to_sql({"age": {"$gte": 18}, "status": "active"}, {"age": "int", "status": "string"})
 '"age" >= 18 AND "status" = \\'active\\''
 >>> to_sql({"tags": {"$size": 2}}, system_columns=False)
-'JSON_TYPE("$data") IN (\\'OBJECT\\', \\'ARRAY\\') AND JSON_TYPE("$data", \\'/tags\\') = \\'ARRAY\\' AND JSON_ARRAY_LENGTH("$data", \\'/tags\\') = 2'
+'JSON_TYPE("$data") IN (\\'OBJECT\\', \\'ARRAY\\') AND LIST_TRANSFORM([("$data" -> \\'/tags\\')], LAMBDA _v0 : JSON_TYPE(_v0) = \\'ARRAY\\' AND JSON_ARRAY_LENGTH(_v0) = 2)[1]'
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -226,6 +227,13 @@ class Ref:
         """The text of a ``{"$number": ...}`` tag (``'Infinity'``...), if this ref can hold one."""
         return None
 
+    def special_number_in(self, texts: list[str]) -> exp.Expr | None:
+        """Holds a ``{"$number": t}`` tag with ``t`` in ``texts`` (``None``: never holds a tag)."""
+        special = self.special_number()
+        if special is None:
+            return None
+        return special.test(lambda v: sql.in_(v, [sql.string(t) for t in texts]))
+
     def value(self, family: str) -> exp.Expr | None:
         """One nullable expression: the value as ``family``, NULL otherwise (for ref-to-ref and sorting)."""
         scalar = self.scalar(family)
@@ -303,6 +311,7 @@ class JsonRef(Ref):
     doc: Callable[[], exp.Expr]  # builds the JSON document node (a column, a lambda variable...)
     segments: tuple[str, ...] = ()
     element: bool = False
+    minified: bool = False  # the document is DuckDB's own (minified) JSON text, as ``doc -> pointer`` returns
 
     @property
     def pointer(self) -> str:
@@ -365,6 +374,13 @@ class JsonRef(Ref):
     def special_number(self) -> Scalar | None:
         return Scalar(self._keys_are(NUMBER_TAG), self._tag_text(NUMBER_TAG))
 
+    def special_number_in(self, texts: list[str]) -> exp.Expr | None:
+        if not (self.minified and not self.segments):
+            return super().special_number_in(texts)
+        # DuckDB writes an extracted value minified, so a tag is one exact text (no parse per row)
+        tagged = [sql.string(json.dumps({NUMBER_TAG: t}, separators=(",", ":"))) for t in texts]
+        return sql.in_(sql.cast(self._doc(), "VARCHAR"), tagged)
+
     def value(self, family: str) -> exp.Expr | None:
         if family != NUMBER:
             return super().value(family)
@@ -388,6 +404,26 @@ class JsonRef(Ref):
 
     def child(self, segment: str) -> Ref:
         return JsonRef(self.doc, (*self.segments, segment))
+
+    def binding(self, depth: int) -> tuple[Callable[[], exp.Expr], exp.Identifier, JsonRef, Callable[[], int]] | None:
+        """``(extraction, variable, ref, uses)`` to read this path once per row (see :func:`sql.bind`).
+
+        Only for a path inside a column: the extracted value (SQL NULL when
+        missing, JSON ``null`` when null) is a document of its own, so the
+        returned ref asks the same questions of it with an empty pointer.
+        ``uses()`` counts the variable nodes built so far.
+        """
+        if not self.segments or self.element or not (isinstance(self.doc, partial) and self.doc.func is sql.column):
+            return None
+        variable = sql.bound_variable(depth)
+        built = []
+
+        def use() -> exp.Expr:
+            built.append(None)
+            return variable.copy()
+
+        bound = JsonRef(use, minified=True)
+        return partial(sql.json_value, self._doc(), self.pointer), variable, bound, built.__len__
 
     def elements(self, depth: int) -> tuple[exp.Expr, Ref] | None:
         return sql.json_array(self._doc(), self.pointer), JsonRef(partial(sql.lambda_variable, depth), element=True)
@@ -574,8 +610,100 @@ def _compile_document(document: Any, ctx: Context) -> exp.Expr:
         elif key.startswith("$") and key not in DOLLAR_FIELDS:
             raise UnknownOperatorError(ctx.path, key, LOGICAL_OPERATORS)
         else:
-            clauses.append(_compile_condition(ctx.resolve(key), operand, ctx.at(key)))
+            clauses.append(_compile_field(ctx.resolve(key), operand, ctx.at(key)))
     return sql.and_(*clauses)
+
+
+#: Operators that read a JSON path once (``{field: None}`` too): binding them gains nothing.
+_SINGLE_READ_OPERATORS = frozenset({"$exists"})
+
+
+def _compile_field(ref: Ref, condition: Any, ctx: Context) -> exp.Expr:
+    """``{field: condition}``; a JSON path the condition reads several times is extracted once per row.
+
+    The bound condition is guarded by a cheap test it implies, on the path's
+    text (``CASE WHEN ("$data" ->> p) = 'x' THEN <condition> ELSE FALSE END``),
+    so the rows that fail it never reach the lambda. ``FALSE`` instead of the
+    condition's NULL changes nothing: both are "no match", and negation reads
+    NULL as false.
+    """
+    single = condition is None or (isinstance(condition, Mapping) and condition.keys() <= _SINGLE_READ_OPERATORS)
+    binding = ref.binding(ctx.depth) if isinstance(ref, JsonRef) and not single else None
+    if binding is not None:
+        assert isinstance(ref, JsonRef)
+        direct = _string_test(condition, partial(sql.json_text, ref.doc(), ref.pointer))
+        if direct is not None:
+            return direct
+        value, variable, bound, uses = binding
+        body = _compile_condition(bound, condition, ctx)
+        if uses() > 1:  # nodes built and then folded away count too: binding them is merely unneeded
+            exact = sql.bind(value(), variable, body)
+            implied = _implied_by(condition, partial(sql.json_text, ref.doc(), ref.pointer))
+            if implied is None:
+                return exact
+            return exp.Case(ifs=[exp.If(this=implied, true=exact)], default=sql.false())
+    return _compile_condition(ref, condition, ctx)
+
+
+#: The first characters of the text ``->>`` gives for JSON values that are not strings.
+_NON_STRING_TEXT_START = frozenset('{["-+.0123456789')
+_NON_STRING_TEXTS = ("true", "false", "null", "nan", "inf")
+
+
+def _only_string_text(value: Any) -> bool:
+    """``value`` is a string that no other JSON value reads as under ``->>``, so text equality is type-safe."""
+    if not isinstance(value, str) or not value or value[0] in _NON_STRING_TEXT_START or value[0].isspace():
+        return False
+    return not value.lower().startswith(_NON_STRING_TEXTS)
+
+
+def _string_test(condition: Any, text: Callable[[], exp.Expr]) -> exp.Expr | None:
+    """Equality (``$eq``/``$in``/``$ne``/``$nin``) with strings no other value reads as, on the text alone.
+
+    ``("$data" ->> p) = 'SJC'`` is true exactly when the value is the string
+    ``SJC`` (NULL, not false, when it is missing or null: the same "no match").
+    """
+    if not is_operator_object(condition):
+        op, operand = "$eq", condition
+    elif len(condition) == 1:
+        [(op, operand)] = condition.items()
+    else:
+        return None
+    if op in ("$eq", "$ne"):
+        values = [operand]
+    elif op in ("$in", "$nin") and isinstance(operand, (list, tuple)):
+        values = list(operand)
+    else:
+        return None
+    if not values or not all(_only_string_text(v) for v in values):
+        return None
+    test = sql.in_(text(), [sql.string(v) for v in _unique(values)])
+    return sql.not_(test) if op in ("$ne", "$nin") else test
+
+
+def _implied_by(condition: Any, text: Callable[[], exp.Expr]) -> exp.Expr | None:
+    """A one-parse test on the value's text (``doc ->> pointer``) that ``condition`` implies, if any.
+
+    A string equal to ``s`` has the text ``s``; a JSON number that compares
+    true has a numeric text that compares the same way (text that is not a
+    number, like a ``{"$number": "Infinity"}`` tag, passes the test).
+    """
+    operators = condition if is_operator_object(condition) else {"$eq": condition}
+    tests = []
+    for op, operand in operators.items():
+        if op in ("$eq", "$in"):
+            values = list(operand) if op == "$in" and isinstance(operand, (list, tuple)) else [operand]
+            if op == "$in" and not isinstance(operand, (list, tuple)):
+                continue
+            if values and all(isinstance(v, str) for v in values):
+                tests.append(sql.in_(text(), [sql.string(v) for v in _unique(values)]))
+            elif values and all(_is_finite_number(v) for v in values):
+                number = sql.try_cast(text(), "DOUBLE")
+                tests.append(exp.Coalesce(this=sql.in_(number, [sql.number(v) for v in _unique(values)]), expressions=[sql.true()]))
+        elif op in ("$gt", "$gte", "$lt", "$lte") and _is_finite_number(operand):
+            number = sql.try_cast(text(), "DOUBLE")
+            tests.append(exp.Coalesce(this=sql.compare(op[1:], number, sql.number(operand)), expressions=[sql.true()]))
+    return sql.and_(*tests) if tests else None
 
 
 def is_operator_object(value: Any) -> bool:
@@ -659,11 +787,10 @@ def _number_compare(ref: Ref, op: str, value: float) -> exp.Expr:
         if ref.may_be_nan and op in ("gt", "gte"):  # DuckDB orders NaN above every number
             cond = sql.and_(cond, exp.Not(this=exp.IsNan(this=scalar.value.copy())))
         clauses.append(cond)
-    special = ref.special_number()
+    texts = [name for name, x in (("Infinity", math.inf), ("-Infinity", -math.inf)) if _PY_COMPARE[op](x, value)]
+    special = ref.special_number_in(texts) if texts else None
     if special is not None:
-        texts = [name for name, x in (("Infinity", math.inf), ("-Infinity", -math.inf)) if _PY_COMPARE[op](x, value)]
-        if texts:
-            clauses.append(special.test(lambda v: sql.in_(v, [sql.string(t) for t in texts])))
+        clauses.append(special)
     return sql.or_(*clauses)
 
 

@@ -91,6 +91,27 @@ def lambda_(variable: exp.Identifier, body: exp.Expr) -> exp.Lambda:
     return exp.Lambda(this=body, expressions=[variable.copy()])
 
 
+def bound_variable(depth: int) -> exp.Identifier:
+    """The parameter of a value binding (:func:`bind`) at lambda depth ``depth`` (``_v0``...)."""
+    return exp.Identifier(this=f"_v{depth}", quoted=False)
+
+
+def bind(value: exp.Expr, variable: exp.Identifier, body: exp.Expr) -> exp.Expr:
+    """``LIST_TRANSFORM([value], LAMBDA v : body)[1]``: ``body`` reads ``value`` computed once per row.
+
+    DuckDB does not share common subexpressions inside a filter, so a predicate
+    that asks several questions about one JSON path would otherwise parse the
+    whole document once per question; bound, the document is parsed once and
+    the questions run on the small extracted value.
+
+    >>> v = bound_variable(0)
+    >>> render(bind(json_value(column("$data"), "/a"), v, eq(json_type(v.copy()), literal("VARCHAR"))))
+    'LIST_TRANSFORM([("$data" -> \\'/a\\')], LAMBDA _v0 : JSON_TYPE(_v0) = \\'VARCHAR\\')[1]'
+    """
+    transformed = exp.Transform(this=exp.Array(expressions=[value]), expression=lambda_(variable, body))
+    return exp.Bracket(this=transformed, expressions=[exp.Literal.number(0)])  # sqlglot subscripts are 0-based
+
+
 # -- literals ------------------------------------------------------------------------
 
 
