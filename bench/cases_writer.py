@@ -153,7 +153,8 @@ def _scan_setup():
            exp.Avg(this=exp.column("score", quoted=True)), exp.Max(this=exp.column("title", quoted=True))]
     ours = exp.select(*agg).from_(exp.alias_(exp.Subquery(this=relation), "r")).sql("duckdb")
     plain = exp.select(*agg).from_(exp.func("read_parquet", exp.Literal.string(str(hand)))).sql("duckdb")
-    assert con.execute(ours).fetchall() == con.execute(plain).fetchall()
+    (a,), (b,) = con.execute(ours).fetchall(), con.execute(plain).fetchall()
+    assert a[:2] == b[:2] and abs(a[2] - b[2]) < 1e-9 and a[3] == b[3], (a, b)  # avg: float summation order
     return {"tmp": tmp, "db": db, "con": con, "ours": ours, "plain": plain}
 
 

@@ -448,6 +448,7 @@ class Collection:
             key=key, rows=len(staged), first_event=first.id, last_event=last.id,
             min_ts=format_datetime(min(ts)), max_ts=format_datetime(max(ts)),
             writer=self.db.writer_id(self), entities=len({s.event.full_id for s in staged}), bytes=len(data),
+            creates_only=all(s.event.op == "CREATE" for s in staged) and len({s.event.full_id for s in staged}) == len(staged),
         )
 
     def _segment_table(self, staged: list[_Staged]) -> pa.Table:

@@ -51,6 +51,7 @@ class SegmentRef:
     writer: str
     entities: int = 0
     bytes: int = 0
+    creates_only: bool = False  # every event creates a new entity: readers append its rows without folding
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,10 @@ def state_relation(
     cols = state_columns(schema)
     parts: list[exp.Select] = []
     seg_urls = [url_for(s.key) for s in segments]
-    if seg_urls:
+    # Segments of creates only (new entities, each id once) need no fold: their rows are the state.
+    # Any other segment is folded: latest event per $id wins, and checkpoint rows it touched are dropped.
+    folded = [u for s, u in zip(segments, seg_urls, strict=True) if not s.creates_only]
+    if folded:
         events = exp.select("*").from_(exp.alias_(read_parquet(seg_urls, filename=True, union_by_name=True), "e"))
         if until is not None:
             events = events.where(exp.LTE(this=_col("ts"), expression=_timestamp(until)))
@@ -82,12 +85,17 @@ def state_relation(
             .from_(exp.alias_(exp.Subquery(this=latest), "latest"))
             .where(exp.Not(this=exp.Is(this=_col(DATA_COLUMN), expression=exp.null())))
         )
+    elif seg_urls:
+        created = exp.select(*(_col(c) for c in cols)).from_(read_parquet(seg_urls, union_by_name=True))
+        if until is not None:
+            created = created.where(exp.LTE(this=_col("ts"), expression=_timestamp(until)))
+        parts.append(created)
     if checkpoint is not None and checkpoint.files:
         base = exp.select(*(_col(c, "c") for c in cols)).from_(
             exp.alias_(read_parquet([url_for(f) for f in checkpoint.files], union_by_name=True), "c")
         )
-        if seg_urls:
-            touched = exp.select(_col("$id")).from_(read_parquet(seg_urls, union_by_name=True))
+        if folded:
+            touched = exp.select(_col("$id")).from_(read_parquet(folded, union_by_name=True))
             if until is not None:
                 touched = touched.where(exp.LTE(this=_col("ts"), expression=_timestamp(until)))
             base = base.join(
