@@ -74,21 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--endpoint", help="S3-compatible endpoint URL (default: from the environment)")
         p.add_argument("--region", help="region of an s3:// store")
 
+    def ingest_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--collection", default="TailEvents", help="target collection (default: TailEvents)")
+        p.add_argument("--dead-letter", metavar="PATH", help="append rejected lines to this JSON-lines file")
+        p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress line on stderr (default: when stderr is a terminal)")
+
     p = command("ingest-tail", cmd_ingest_tail, "ingest `wrangler tail --format json` output into TailEvents")
     store_args(p)
     p.add_argument("file", nargs="?", default="-", help="JSON lines file, or - for stdin (default)")
-    p.add_argument("--collection", default="TailEvents", help="target collection (default: TailEvents)")
-    p.add_argument("--dead-letter", metavar="PATH", help="append rejected lines to this JSON-lines file")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress line on stderr (default: when stderr is a terminal)")
+    ingest_args(p)
 
     p = command("ingest-raw", cmd_ingest_raw, "ingest the tail pipeline's raw NDJSON files into TailEvents")
     store_args(p)
     p.add_argument("--prefix", default="raw-events/", help="where the raw files are (default: raw-events/)")
-    p.add_argument("--collection", default="TailEvents", help="target collection (default: TailEvents)")
-    p.add_argument("--dead-letter", metavar="PATH", help="append rejected lines to this JSON-lines file")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress line on stderr (default: when stderr is a terminal)")
+    ingest_args(p)
 
     p = command("compact", cmd_compact, "compact raw NDJSON files into WorkerLogs Parquet (logs/workers/...)")
     store_args(p)
