@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import re
 import statistics
-import time
 
 import pytest
 
@@ -211,9 +210,6 @@ def test_bad_arguments_are_rejected(kwargs, message):
         generate_trace_items(**kwargs)
 
 
-def test_generation_is_fast_enough_for_a_million_items():
-    began = time.process_time()
-    count = sum(1 for _ in iter_trace_items(50_000, seed=4))
-    elapsed = time.process_time() - began
-    assert count == 50_000
-    assert elapsed < 5.0  # 1M items at this rate: under 100 s even on a loaded shared core; ~15 s when idle
+def test_the_iterator_streams_the_same_items_as_the_list():
+    streamed = list(iter_trace_items(2_000, seed=4))
+    assert streamed == generate_trace_items(2_000, seed=4)
