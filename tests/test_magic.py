@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import contextlib
+import io
+import sys
 
 import pandas as pd
 import polars as pl
@@ -37,13 +38,24 @@ class RaisingShell(InteractiveShell):
         return result
 
 
-@pytest.fixture(scope="module")
-def shell():
+@contextlib.contextmanager
+def raising_shell():
+    """A RaisingShell; afterwards the process's real ``__main__`` is put back (IPython swaps in its own)."""
+    main = sys.modules["__main__"]
     config = Config()
     config.HistoryAccessor.enabled = False
     sh = RaisingShell(config=config)
-    yield sh
-    sh.clear_instance()
+    try:
+        yield sh
+    finally:
+        sh.clear_instance()
+        sys.modules["__main__"] = main
+
+
+@pytest.fixture(scope="module")
+def shell():
+    with raising_shell() as sh:
+        yield sh
 
 
 @pytest.fixture
@@ -93,15 +105,10 @@ def test_load_ext_of_the_package_registers_the_line_and_cell_magic():
 
     assert hasattr(parquedb_ibis, "load_ipython_extension"), \
         "parquedb_ibis/__init__.py must re-export load_ipython_extension (from parquedb_ibis.magic)"
-    config = Config()
-    config.HistoryAccessor.enabled = False
-    sh = RaisingShell(config=config)
-    try:
+    with raising_shell() as sh:
         sh.run_line_magic("load_ext", "parquedb_ibis")
         assert sh.find_line_magic("parquedb") is not None
         assert sh.find_cell_magic("parquedb") is not None
-    finally:
-        sh.clear_instance()
 
 
 def test_unloading_closes_the_database_the_magic_opened(ip, tmp_path, capsys):
