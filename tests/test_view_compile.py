@@ -204,8 +204,8 @@ def test_seed_views_all_plan():
 
 def test_null_and_missing_group_keys_are_one_group():
     docs = [{"k": "a"}, {"k": None}, {}, {"k": "a"}]
-    got = rows_of({"$from": "T", "$groupBy": ["k"], "$compute": {"n": {"$count": "*"}}}, docs, sort={"n": 1})
-    assert got == [{"k": None, "n": 2}, {"k": "a", "n": 2}]
+    got = rows_of({"$from": "T", "$groupBy": ["k"], "$compute": {"n": {"$count": "*"}}}, docs, sort={"k": 1})
+    assert got == [{"k": "a", "n": 2}, {"k": None, "n": 2}]  # nulls sort last
 
 
 def test_typed_null_group_key_reads_back_as_null():
