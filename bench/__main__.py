@@ -1,4 +1,6 @@
-"""``python -m bench [group ...]``: run the benchmark cases and write bench/results/report.md.
+"""``python -m bench [group ...] [-k text]``: run the benchmark cases and write bench/results/report.md.
+
+``-k text`` keeps only the cases whose name contains ``text``.
 
 Each ``bench/cases_<group>.py`` module exposes ``cases() -> list[Case]``.
 """
@@ -16,6 +18,10 @@ HERE = Path(__file__).parent
 
 
 def main(argv: list[str]) -> int:
+    only = None
+    if "-k" in argv:
+        at = argv.index("-k")
+        only, argv = argv[at + 1], argv[:at] + argv[at + 2:]
     wanted = set(argv)
     groups = sorted(m.name.removeprefix("cases_") for m in pkgutil.iter_modules([str(HERE)]) if m.name.startswith("cases_"))
     results = []
@@ -25,6 +31,8 @@ def main(argv: list[str]) -> int:
         print(f"[bench] {group}", flush=True)
         module = importlib.import_module(f"bench.cases_{group}")
         for case in module.cases():
+            if only is not None and only not in case.name:
+                continue
             try:
                 results.append(run_case(case))
             except Exception as err:  # noqa: BLE001 - one broken case must not lose the others' figures

@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 Document = dict[str, Any]
 
 #: The system fields every stored entity carries, in column order.
@@ -73,7 +75,7 @@ def to_utc(value: dt.datetime) -> dt.datetime:
 
 def format_datetime(value: dt.datetime) -> str:
     """ISO-8601 in UTC with microseconds and a ``Z`` suffix (sorts as text)."""
-    return to_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return to_utc(value).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_datetime(text: str) -> dt.datetime:
@@ -132,27 +134,92 @@ def _untag(tag: str, text: str) -> Any:
 
 
 def _tag_default(value: Any) -> Any:
-    """``json.dumps`` hook: the tagged form of a value JSON has no type for."""
+    """Encoder hook: the tagged form of a value JSON has no type for."""
     if isinstance(value, (dt.date, Decimal, bytes, bytearray, memoryview)):
         return to_jsonable(value)
     raise TypeError(f"cannot store a value of type {type(value).__name__}: {value!r}")
 
 
-_FAST = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_tag_default)
+#: orjson hands datetimes and dataclasses to ``_tag_default`` instead of writing its own forms.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _has_nonfinite(value: Any) -> bool:
+    """True if a NaN or an infinity is anywhere inside ``value``."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Mapping):
+        return any(_has_nonfinite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nonfinite(v) for v in value)
+    return False
+
+
+def _encode_fast(value: Any) -> bytes | None:
+    """orjson's encoding of ``value``, or None when only the exact path can encode it.
+
+    orjson writes NaN and infinities as ``null``, so output that contains
+    ``null`` is accepted only once the value is known to hold none of them.
+    It raises (and we return None) on integers beyond 64 bits, non-string keys
+    and types neither it nor ``_tag_default`` knows.
+    """
+    try:
+        out = orjson.dumps(value, default=_tag_default, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return None
+    if b"null" in out and _has_nonfinite(value):
+        return None
+    return out
 
 
 def encode_variant(value: Any) -> str:
     """Encode a value as the JSON text stored in a variant column.
 
-    The common case runs in the C encoder (dates and other tagged types go
-    through its ``default`` hook); NaN and infinities make it fail, and then
-    the value takes the exact path through :func:`to_jsonable`. Mapping keys
-    must be strings (the writer rejects others).
+    The common case runs in orjson (dates and other tagged types go through
+    ``_tag_default``); NaN, infinities, integers beyond 64 bits and non-string
+    mapping keys take the exact path through :func:`to_jsonable`, which tags
+    special numbers and writes keys with ``str``. ``uuid.UUID`` and
+    ``enum.Enum`` values are written as their string or value.
     """
+    out = _encode_fast(value)
+    if out is not None:
+        return out.decode()
+    jsonable = to_jsonable(value)
     try:
-        return _FAST.encode(value)
-    except ValueError:  # NaN / Infinity: tag them
-        return json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return orjson.dumps(jsonable).decode()
+    except TypeError:  # integers beyond 64 bits: the stdlib writes them
+        return json.dumps(jsonable, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def encode_documents(docs: list[Mapping[str, Any]]) -> list[str] | None:
+    """:func:`encode_document` of each document in one tight loop, or None when any of them needs
+    the exact path (then encode them one by one: that also names the one that fails)."""
+    dumps, default, options = orjson.dumps, _tag_default, _ORJSON_OPTIONS
+    out = []
+    for doc in docs:
+        try:
+            text = dumps(doc, default=default, option=options)
+        except TypeError:
+            return None
+        if b"null" in text and _has_nonfinite(doc):
+            return None
+        out.append(text.decode())
+    return out
+
+
+def encode_document(doc: Mapping[str, Any]) -> str:
+    """Encode a document's own fields as variant JSON text; its keys must be strings.
+
+    Raises :class:`TypeError` naming the first key that is not a string (orjson
+    succeeding proves there is none, so the check costs nothing in the common case).
+    """
+    out = _encode_fast(doc)
+    if out is not None:
+        return out.decode()
+    bad = next((k for k in doc if type(k) is not str), None)
+    if bad is not None:
+        raise TypeError(f"field names must be strings, found {bad!r}")
+    return encode_variant(doc)
 
 
 def decode_variant(text: str | None) -> Any:

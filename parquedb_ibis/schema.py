@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -26,6 +26,7 @@ from parquedb_ibis.documents import (
     DATA_COLUMN,
     SYSTEM_FIELDS,
     decode_variant,
+    encode_documents,
     encode_variant,
     to_utc,
 )
@@ -269,6 +270,86 @@ def to_row(doc: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
             rest[ABSENT_KEY] = absent
     row[DATA_COLUMN] = encode_variant(rest)
     return row
+
+
+class _Absent:
+    """The marker of a field a document does not have (None is a value)."""
+
+
+_ABSENT = _Absent()
+_NONE = type(None)
+
+#: Per declared kind: the Python types a column stores as they are. Other kinds, arrays and other
+#: types (ints for a float field, naive datetimes, ...) need coercion and take the per-document path.
+_STORED_AS_IS: dict[str, frozenset[type]] = {
+    "string": frozenset({str}),
+    "relation": frozenset({str}),
+    "int": frozenset({int}),
+    "float": frozenset({float}),
+    "boolean": frozenset({bool}),
+    "timestamp": frozenset({dt.datetime}),
+    "variant": frozenset({str, int, float, bool, dict, list, tuple, dt.datetime, dt.date, Decimal, bytes}),
+}
+
+
+def to_columns(docs: Sequence[Mapping[str, Any]], schema: Schema) -> dict[str, list[Any]] | None:
+    """The stored rows of many documents, column by column: the typed columns and ``$data``.
+
+    The same rows as ``[to_row(schema.validate(doc), schema) for doc in docs]``,
+    checked a column at a time. Returns None when any value needs more than a
+    type check (a coercion, a violation, an unstorable value): the
+    per-document path then coerces, or raises naming the document and field.
+    The system fields are not included.
+    """
+    columns: dict[str, list[Any]] = {}
+    absent: dict[int, list[str]] = {}
+    for f in schema.fields:
+        values = [doc.get(f.name, _ABSENT) for doc in docs]
+        kinds = set(map(type, values))
+        empty = _NONE in kinds or _Absent in kinds
+        if empty and f.required:
+            return None
+        present = kinds - {_NONE, _Absent}
+        allowed = _STORED_AS_IS.get(f.kind)
+        if allowed is None:
+            return None
+        if f.kind == "variant":
+            if not present <= (frozenset({list, tuple}) if f.array else allowed):
+                return None
+            try:
+                columns[f.name] = [None if v is _ABSENT else encode_variant(v) for v in values]
+            except TypeError:
+                return None
+            continue
+        if f.array:  # lists whose elements are stored as they are (no None inside)
+            if not present <= {list}:
+                return None
+            scalars = [x for v in values if type(v) is list for x in v]
+            if not set(map(type, scalars)) <= allowed:
+                return None
+        elif not present <= allowed:
+            return None
+        else:
+            scalars = values
+        if f.kind == "int" and not all(-(2**63) <= v < 2**63 for v in scalars if type(v) is int):
+            return None
+        if f.kind == "timestamp" and not all(v.tzinfo is dt.timezone.utc for v in scalars if type(v) is dt.datetime):
+            return None
+        if _Absent in kinds:
+            for i, v in enumerate(values):
+                if v is _ABSENT:
+                    absent.setdefault(i, []).append(f.name)
+            values = [None if v is _ABSENT else v for v in values]
+        columns[f.name] = values
+    excluded = _SYSTEM | set(schema.names)
+    rests = [{k: v for k, v in doc.items() if k not in excluded} for doc in docs]
+    for i, names in absent.items():
+        rests[i][ABSENT_KEY] = names
+    data = encode_documents(rests)
+    if data is None:
+        return None
+    columns[DATA_COLUMN] = data
+    return columns
 
 
 def from_row(row: Mapping[str, Any], schema: Schema) -> dict[str, Any]:

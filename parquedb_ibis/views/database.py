@@ -307,7 +307,7 @@ class Database(WriterDatabase):
             live.add(view)
         return results
 
-    def _on_flush(self, collection: Collection, segment: Any) -> None:
+    def _on_flush(self, collection: Collection, segments: Any) -> None:
         """Flush hook: refresh the streaming views fed by ``collection``; failures go to ``background_errors``."""
         try:
             self._cascade([collection.ns])

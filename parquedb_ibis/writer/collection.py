@@ -17,19 +17,24 @@ intents against the new state — so ``$inc`` never loses an update — and an
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import datetime as dt
+import gc
 import io
+import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlglot import exp
 
 from parquedb_ibis import query
-from parquedb_ibis.documents import DATA_COLUMN, format_datetime
+from parquedb_ibis.documents import DATA_COLUMN, encode_document, encode_documents, format_datetime
 from parquedb_ibis.errors import (
     CommitConflictError,
     EntityNotFoundError,
@@ -37,10 +42,18 @@ from parquedb_ibis.errors import (
     ValidationError,
     VersionConflictError,
 )
-from parquedb_ibis.schema import Schema, from_row, to_row
+from parquedb_ibis.schema import Schema, from_row, to_columns, to_row
 from parquedb_ibis.updates import PROTECTED_FIELDS, apply_update, validate_update
 from parquedb_ibis.writer import reader
-from parquedb_ibis.writer.events import Event, events_table, state_schema, table_to_parquet
+from parquedb_ibis.writer.events import (
+    EVENT_COLUMNS,
+    Columns,
+    Event,
+    columns_table,
+    event_columns,
+    state_schema,
+    table_to_parquet,
+)
 from parquedb_ibis.writer.ids import new_ulid, new_ulids
 from parquedb_ibis.writer.manifest import Head, SegmentRef, segment_key
 from parquedb_ibis.writer.transaction import AppendSegments, AssertEntitiesUnchanged, SetSchema, commit, load_head
@@ -55,24 +68,71 @@ _WRITER_FIELDS = frozenset({"$id", "$type", "createdAt", "updatedAt", "createdBy
 #: How often a flush re-derives its events after losing to concurrent writers.
 MAX_REBASES = 50
 
+#: A flush is split into parallel segment parts only when each part gets at least this many (Arrow) bytes.
+PART_BYTES = 4 << 20
+_WORKERS = os.cpu_count() or 1
+_POOL: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+
+
+def _encoder_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that encode and store segment parts (Parquet encoding and I/O release the GIL).
+
+    One pool per process: a forked child makes its own (the parent's threads do not exist there).
+    """
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), concurrent.futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="parquedb-segment"))
+    return _POOL[1]
+
 
 @dataclass
-class _Staged:
-    """One staged write: the intent (for re-deriving) and the event with its row."""
+class _Batch:
+    """The events one write call derived (one per intent, in order), ready to be written.
 
-    intent: dict[str, Any]
-    event: Event
-    row: dict[str, Any]
+    ``intents`` are kept to re-derive the events after losing a commit race;
+    ``columns`` are the events' segment rows (see events.Columns); ``afters``
+    the documents after each event (None: hard-deleted). All events of a batch
+    share the timestamp ``ts``.
+    """
+
+    intents: list[dict[str, Any]]
+    event_ids: list[str]
+    full_ids: list[str]
+    afters: list[dict[str, Any] | None]
+    ts: dt.datetime
+    columns: Columns
+    creates_only: bool
+    nbytes: int
 
 
 @dataclass
 class _Buffer:
-    staged: list[_Staged] = field(default_factory=list)
+    batches: list[_Batch] = field(default_factory=list)
     states: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # $id -> latest staged doc (None: hard-deleted)
+    events: int = 0
     nbytes: int = 0
     since: float | None = None
     base_len: int | None = None  # history length of the oldest head these events were derived against
     known: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # committed states looked up at that head
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a block (as it was before, after)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _constant_or_list(values: list[str]) -> pa.Array | list[str]:
+    """A run of one repeated string as a repeat array (cheap to convert and to encode), else the list."""
+    if values and values.count(values[0]) == len(values):
+        return pa.repeat(pa.scalar(values[0], pa.string()), len(values))
+    return values
 
 
 class Collection:
@@ -93,7 +153,7 @@ class Collection:
             self._replay_wal()
 
     def __repr__(self) -> str:
-        return f"Collection({self.ns!r}, version={self._head.version}, staged={len(self._buffer.staged)})"
+        return f"Collection({self.ns!r}, version={self._head.version}, staged={self._buffer.events})"
 
     # -- ids and time ------------------------------------------------------------
 
@@ -235,11 +295,12 @@ class Collection:
 
     def create(self, doc: Mapping[str, Any], *, actor: str | None = None) -> dict[str, Any]:
         """Create one entity; returns it with its system fields."""
-        return self._write([{"op": "create", "doc": dict(doc), "actor": actor}])[0]
+        return self._write([{"op": "create", "doc": doc, "actor": actor}])[0]
 
     def insert_many(self, docs: Iterable[Mapping[str, Any]], *, actor: str | None = None) -> list[dict[str, Any]]:
         """Create many entities in one batch (all or nothing)."""
-        return self._write([{"op": "create", "doc": dict(d), "actor": actor} for d in docs])
+        with _gc_paused():  # many new dicts and none garbage: no collector passes over the heap meanwhile
+            return self._write([{"op": "create", "doc": d, "actor": actor} for d in docs])
 
     def update(self, entity_id: str, update: Mapping[str, Any], *, expected_version: int | None = None,
                upsert: bool = False, actor: str | None = None) -> dict[str, Any]:
@@ -268,45 +329,142 @@ class Collection:
         return True
 
     def _write(self, intents: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        with self._lock:
-            staged = self._derive(intents, self._head, self._buffer.states)
-            if self._buffer.base_len is None:
-                self._buffer.base_len = len(self._head.history)
-            for s in staged:
-                if s.intent["op"] == "create":  # pin generated ids: a replay or rebase must keep them
-                    s.intent["doc"]["$id"] = s.event.full_id
-                self._buffer.staged.append(s)
-                self._buffer.states[s.event.full_id] = s.event.after
-                self._buffer.nbytes += len(s.row.get("$data") or "") + 200
+        if not intents:
+            return []
+        with self._lock, _gc_paused():
+            batch = self._derive(intents, self._head, self._buffer.states)
+            buffer = self._buffer
+            if buffer.base_len is None:
+                buffer.base_len = len(self._head.history)
+            for intent, after in zip(intents, batch.afters, strict=True):
+                if intent["op"] == "create":  # our own copy, with the generated id: a replay or rebase keeps it
+                    intent["doc"] = after
+            buffer.batches.append(batch)
+            buffer.states.update(zip(batch.full_ids, batch.afters, strict=True))
+            buffer.events += len(intents)
+            buffer.nbytes += batch.nbytes
             if self._wal:
-                for intent, s in zip(intents, staged, strict=True):
-                    self._wal.append(WalRecord(intent, (s.event.id,)))
-            if self._buffer.since is None:
-                self._buffer.since = self._now().timestamp()
+                for intent, event_id in zip(intents, batch.event_ids, strict=True):
+                    self._wal.append(WalRecord(intent, (event_id,)))
+            if buffer.since is None:
+                buffer.since = self._now().timestamp()
                 self._arm_timer()
-            if len(self._buffer.staged) >= self.db.flush_every or self._buffer.nbytes >= self.db.flush_bytes:
+            if buffer.events >= self.db.flush_every or buffer.nbytes >= self.db.flush_bytes:
                 self.flush()
-            return [s.event.after if s.event.after is not None else {"$id": s.event.full_id} for s in staged]
+            return [after if after is not None else {"$id": full} for full, after in zip(batch.full_ids, batch.afters)]
 
     def _derive(self, intents: list[dict[str, Any]], head: Head,
-                overlay: Mapping[str, dict[str, Any] | None]) -> list[_Staged]:
-        """Turn intents into events against ``head`` plus the staged ``overlay`` (pure but for reads)."""
-        schema = self.schema
+                overlay: Mapping[str, dict[str, Any] | None]) -> _Batch:
+        """Turn intents into one batch of events against ``head`` plus the staged ``overlay`` (pure but for reads)."""
         ids = [i["id"] for i in intents if "id" in i]
         given = [self._created_id(i["doc"]) for i in intents if i["op"] == "create" and "$id" in i["doc"]]
         lookups = [x for x in (*ids, *given) if x not in overlay and x not in self._buffer.known]
         found = self._committed_states(lookups, head)
         self._buffer.known.update({x: found.get(x) for x in lookups})
         states: dict[str, dict[str, Any] | None] = {**self._buffer.known, **overlay}
-        out: list[_Staged] = []
         now = self._now()
+        if all(i["op"] == "create" for i in intents):
+            return self._derive_creates(intents, states, now)
         self._ids = iter(new_ulids(2 * len(intents)))  # event and entity ids for this batch, made in one go
+        events, rows = [], []
         for intent in intents:
             event = self._event(intent, states, now)
             states[event.full_id] = event.after
-            row = to_row(event.after, schema) if event.after is not None else None
-            out.append(_Staged(intent, event, row or {"$id": event.full_id}))
-        return out
+            events.append(event)
+            try:
+                rows.append(to_row(event.after, self.schema) if event.after is not None else {"$id": event.full_id})
+            except TypeError as err:
+                raise ValidationError(event.full_id, str(err)) from None
+        full_ids = [e.full_id for e in events]
+        return _Batch(
+            intents=intents, event_ids=[e.id for e in events], full_ids=full_ids, afters=[e.after for e in events],
+            ts=now, columns=event_columns(events, self.schema, rows),
+            creates_only=all(e.op == "CREATE" for e in events) and len(set(full_ids)) == len(full_ids),
+            nbytes=sum(len(r.get(DATA_COLUMN) or "") + 200 for r in rows),
+        )
+
+    @staticmethod
+    def _encoded(full: str, rest: Mapping[str, Any]) -> str:
+        try:
+            return encode_document(rest)
+        except TypeError as err:
+            raise ValidationError(f"{full}", str(err)) from None
+
+    def _validated_columns(self, full_ids: list[str], afters: list[dict[str, Any] | None]) -> dict[str, list[Any]]:
+        """The typed and ``$data`` columns one document at a time: coerces values (``afters`` are
+        replaced by the coerced documents) or raises naming the first bad document and field."""
+        columns: dict[str, list[Any]] = {name: [] for name in (*self.schema.names, DATA_COLUMN)}
+        for i, (full, after) in enumerate(zip(full_ids, afters, strict=True)):
+            bad = next((k for k in after if type(k) is not str), None)
+            if bad is not None:
+                raise ValidationError(f"{full}", f"field names must be strings, found {bad!r}")
+            after = afters[i] = self.schema.validate(after, full)
+            try:
+                row = to_row(after, self.schema)
+            except TypeError as err:
+                raise ValidationError(f"{full}", str(err)) from None
+            for name, values in columns.items():
+                values.append(row[name])
+        return columns
+
+    def _derive_creates(self, intents: list[dict[str, Any]], states: Mapping[str, dict[str, Any] | None],
+                        now: dt.datetime) -> _Batch:
+        """A batch of creates, built column by column (the bulk-insert path).
+
+        One ULID per create is both the event id and, lower-cased, the
+        generated local id of a document without ``$id``.
+        """
+        ns, schema, default_actor = self.ns, self.schema, self.db.actor
+        event_ids = new_ulids(len(intents))
+        full_ids: list[str] = []
+        afters: list[dict[str, Any] | None] = []
+        types: list[str] = []
+        actors: list[str] = []
+        rests: list[Mapping[str, Any]] = []
+        typed: dict[str, list[Any]] = {}
+        seen: set[str] = set()
+        for intent, event_id in zip(intents, event_ids, strict=True):
+            doc = intent["doc"]
+            if type(doc) is not dict and not isinstance(doc, Mapping):
+                raise ValidationError(ns, f"a document must be an object, found {type(doc).__name__}")
+            if "$id" in doc:
+                full = self.full_id(str(doc["$id"]))
+                if states.get(full) is not None or full in seen:
+                    raise ValidationError(f"{full}", "an entity with this id already exists; use update() or replace()")
+                seen.add(full)
+            else:
+                full = f"{ns}/{event_id.lower()}"
+            actor = intent.get("actor") or default_actor
+            kind = doc.get("$type") or ns
+            kind = kind if isinstance(kind, str) else str(kind)
+            rest = doc if _WRITER_FIELDS.isdisjoint(doc) else {k: v for k, v in doc.items() if k not in _WRITER_FIELDS}
+            after = {"$id": full, "$type": kind, "createdAt": now, "updatedAt": now,
+                     "createdBy": actor, "updatedBy": actor, "version": 1, **rest}
+            rests.append(rest)
+            full_ids.append(full)
+            afters.append(after)
+            types.append(kind)
+            actors.append(actor)
+        if schema.fields:
+            typed = to_columns(afters, schema) or self._validated_columns(full_ids, afters)
+            data = typed.pop(DATA_COLUMN)
+        else:
+            data = encode_documents(rests) or [self._encoded(full, rest) for full, rest in zip(full_ids, rests, strict=True)]
+        n = len(intents)
+        when = pa.scalar(now, EVENT_COLUMNS["ts"])
+        ids = pa.array(full_ids, pa.string())
+        actor_column = _constant_or_list(actors)
+        columns: Columns = {
+            "id": event_ids, "ts": pa.repeat(when, n), "op": pa.repeat(pa.scalar("CREATE"), n),
+            "ns": pa.repeat(pa.scalar(ns), n), "entity_id": pc.utf8_slice_codeunits(ids, len(ns) + 1),
+            "before": pa.nulls(n, pa.string()), "actor": actor_column, "metadata": pa.nulls(n, pa.string()),
+            "$id": ids, "$type": _constant_or_list(types), "createdAt": pa.repeat(when, n),
+            "updatedAt": pa.repeat(when, n), "createdBy": actor_column, "updatedBy": actor_column,
+            "version": pa.repeat(pa.scalar(1, pa.int64()), n), "deletedAt": pa.nulls(n, EVENT_COLUMNS["ts"]),
+            **typed, DATA_COLUMN: data,
+        }
+        return _Batch(intents=intents, event_ids=event_ids, full_ids=full_ids, afters=afters, ts=now,
+                      columns=columns, creates_only=True, nbytes=sum(map(len, data)) + 200 * n)
 
     def _created_id(self, doc: Mapping[str, Any]) -> str:
         return self.full_id(str(doc["$id"]))
@@ -386,7 +544,7 @@ class Collection:
             self.db.background_errors.append(err)
 
     def flush(self) -> Head:
-        """Publish staged writes as one segment and one head commit; return the new head.
+        """Publish staged writes as segments and one head commit; return the new head.
 
         When this returns, every write before it is durable and visible to new readers.
         """
@@ -394,14 +552,14 @@ class Collection:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            if not self._buffer.staged:
+            if not self._buffer.batches:
                 return self._head
-            staged = self._buffer.staged
+            batches = self._buffer.batches
             since = self._buffer.base_len if self._buffer.base_len is not None else len(self._head.history)
             for _attempt in range(MAX_REBASES):
-                segment = self._write_segment(staged)
-                ids = frozenset(s.event.full_id for s in staged)
-                updates: list[object] = [AppendSegments((segment,))]
+                segments = self._write_segments(batches)
+                ids = frozenset(full for b in batches for full in b.full_ids)
+                updates: list[object] = [AppendSegments(segments)]
                 if self._head.version == 0 or self._head.schema != self.schema.to_spec():
                     updates.append(SetSchema(self.schema.to_spec()))
                 try:
@@ -412,13 +570,13 @@ class Collection:
                     break
                 except CommitConflictError:
                     # Another writer changed an entity we touched: re-derive from intents on the new state.
-                    self.db.store.delete(segment.key)  # ours alone, never published
+                    self.db.store.delete_many([s.key for s in segments])  # ours alone, never published
                     self._head, self._etag = load_head(self.db.store, self.ns)
                     for newer in self._head.history[since:]:  # roll our known states forward
                         self._buffer.known.update(self._segment_states(newer))
                     since = len(self._head.history)
                     try:
-                        staged = self._derive([s.intent for s in staged], self._head, {})
+                        batches = [self._derive([i for b in batches for i in b.intents], self._head, {})]
                     except ParqueDBError:
                         self._discard()  # the batch no longer applies (e.g. expected_version): reject it whole
                         raise
@@ -426,7 +584,7 @@ class Collection:
                 raise CommitConflictError(self.ns, expected="a quiet head", found=f"version {self._head.version}",
                                           hint=f"gave up after {MAX_REBASES} rebases; retry later")
             self._discard()
-            self.db.after_flush(self, segment)
+            self.db.after_flush(self, segments)
             return self._head
 
     def _discard(self) -> None:
@@ -435,24 +593,35 @@ class Collection:
         if self._wal:
             self._wal.truncate()
 
-    def _write_segment(self, staged: list[_Staged]) -> SegmentRef:
-        table = self._segment_table(staged)
-        data = table_to_parquet(table, compression=self.db.compression)
-        segment_id = new_ulid()
-        first, last = staged[0].event, staged[-1].event
-        when = self._now()
-        key = segment_key(self.ns, segment_id, when)
-        self.db.store.put(key, data)
-        ts = [s.event.ts for s in staged]
-        return SegmentRef(
-            key=key, rows=len(staged), first_event=first.id, last_event=last.id,
-            min_ts=format_datetime(min(ts)), max_ts=format_datetime(max(ts)),
-            writer=self.db.writer_id(self), entities=len({s.event.full_id for s in staged}), bytes=len(data),
-            creates_only=all(s.event.op == "CREATE" for s in staged) and len({s.event.full_id for s in staged}) == len(staged),
-        )
+    def _write_segments(self, batches: list[_Batch]) -> tuple[SegmentRef, ...]:
+        """Write the staged events as segment files, in event order; a large flush is split into parts
+        that are encoded and stored in parallel (one per core, at least :data:`PART_BYTES` each)."""
+        table = columns_table([b.columns for b in batches], self.schema)
+        parts = max(1, min(_WORKERS, table.nbytes // PART_BYTES))
+        step = -(-table.num_rows // parts)
+        slices = [table.slice(start, step) for start in range(0, table.num_rows, step)]
+        keys = [segment_key(self.ns, segment_id, self._now()) for segment_id in new_ulids(len(slices))]
+        if len(slices) == 1:
+            return (self._write_part(keys[0], slices[0]),)
+        futures = [_encoder_pool().submit(self._write_part, key, part) for key, part in zip(keys, slices, strict=True)]
+        try:
+            return tuple(f.result() for f in futures)
+        except BaseException:
+            concurrent.futures.wait(futures)
+            self.db.store.delete_many(keys)  # none was published; leave no part behind
+            raise
 
-    def _segment_table(self, staged: list[_Staged]) -> pa.Table:
-        return events_table([s.event for s in staged], self.schema, rows=[s.row for s in staged])
+    def _write_part(self, key: str, part: pa.Table) -> SegmentRef:
+        data = table_to_parquet(part, compression=self.db.compression)
+        self.db.store.put(key, data)
+        ts = pc.min_max(part["ts"])
+        entities = pc.count_distinct(part["$id"]).as_py()
+        return SegmentRef(
+            key=key, rows=part.num_rows, first_event=part["id"][0].as_py(), last_event=part["id"][-1].as_py(),
+            min_ts=format_datetime(ts["min"].as_py()), max_ts=format_datetime(ts["max"].as_py()),
+            writer=self.db.writer_id(self), entities=entities, bytes=len(data),
+            creates_only=entities == part.num_rows and pc.all(pc.equal(part["op"], "CREATE")).as_py(),
+        )
 
     def _segment_states(self, segment: SegmentRef) -> dict[str, dict[str, Any] | None]:
         """The latest after-state per ``$id`` in a committed segment (None: hard-deleted); cached."""

@@ -70,8 +70,8 @@ class Database:
         self.compression = compression
         self.auto_checkpoint = auto_checkpoint
         self.background_errors: list[BaseException] = []
-        #: Called as hook(collection, segment) after every successful flush (streaming views use it).
-        self.flush_hooks: list[Callable[[Collection, SegmentRef], None]] = []
+        #: Called as hook(collection, segments) after every successful flush (streaming views use it).
+        self.flush_hooks: list[Callable[[Collection, tuple[SegmentRef, ...]], None]] = []
         self._collections: dict[str, Collection] = {}
         self._lock = threading.RLock()
         self._con_lock = threading.Lock()
@@ -180,11 +180,11 @@ class Database:
         wal = getattr(collection, "_wal", None)
         return wal.writer_id if wal is not None else self._writer
 
-    def after_flush(self, collection: Collection, segment: SegmentRef) -> None:
+    def after_flush(self, collection: Collection, segments: tuple[SegmentRef, ...]) -> None:
         if self.auto_checkpoint and len(collection.head.live_segments) >= self.auto_checkpoint:
             self._checkpoint(collection, None)
         for hook in list(self.flush_hooks):
-            hook(collection, segment)
+            hook(collection, segments)
 
     # -- flush, checkpoint, vacuum -------------------------------------------------------
 

@@ -100,16 +100,19 @@ class Event:
         return f"{self.ns}/{self.entity_id}"
 
 
-def events_table(events: Sequence[Event], schema: Schema, rows: Sequence[dict[str, Any]] | None = None) -> pa.Table:
-    """The Arrow table of a segment (rows in event order).
+#: A batch of segment rows as columns: column name -> a Python list or an Arrow array, all of one length.
+Columns = dict[str, "list[Any] | pa.Array"]
+
+
+def event_columns(events: Sequence[Event], schema: Schema, rows: Sequence[dict[str, Any]] | None = None) -> Columns:
+    """The segment columns of ``events`` (in order) as Python lists.
 
     ``rows`` are the events' state rows when already computed (``schema.to_row(event.after)``).
     """
-    state_names = state_schema(schema).names
     if rows is None:
         rows = [to_row(e.after, schema) if e.after is not None else {} for e in events]
     states = [row if e.after is not None else {"$id": e.full_id} for e, row in zip(events, rows, strict=True)]
-    columns: dict[str, list[Any]] = {
+    columns: Columns = {
         "id": [e.id for e in events],
         "ts": [e.ts for e in events],
         "op": [e.op for e in events],
@@ -119,13 +122,46 @@ def events_table(events: Sequence[Event], schema: Schema, rows: Sequence[dict[st
         "actor": [e.actor for e in events],
         "metadata": [None if e.metadata is None else encode_variant(e.metadata) for e in events],
     }
-    for name in state_names:
+    for name in state_schema(schema).names:
         columns[name] = [state.get(name) for state in states]
-    return pa.table(columns, schema=segment_schema(schema))
+    return columns
+
+
+def columns_table(batches: Sequence[Columns], schema: Schema) -> pa.Table:
+    """The segment table of consecutive column batches (runs of Python lists are converted in one go)."""
+    target = segment_schema(schema)
+    arrays = []
+    for column in target:
+        chunks: list[pa.Array] = []
+        pending: list[Any] = []
+        for batch in batches:
+            values = batch[column.name]
+            if isinstance(values, list):
+                pending.extend(values)
+                continue
+            if pending:
+                chunks.append(pa.array(pending, column.type))
+                pending = []
+            chunks.append(values)
+        if pending or not chunks:
+            chunks.append(pa.array(pending, column.type))
+        arrays.append(pa.chunked_array(chunks, column.type))
+    return pa.Table.from_arrays(arrays, schema=target)
+
+
+def events_table(events: Sequence[Event], schema: Schema, rows: Sequence[dict[str, Any]] | None = None) -> pa.Table:
+    """The Arrow table of a segment (rows in event order)."""
+    return columns_table([event_columns(events, schema, rows)], schema)
+
+
+#: Columns whose values are (nearly) all distinct: dictionary encoding only costs time there.
+DISTINCT_COLUMNS = frozenset({"id", "entity_id", "$id", "before", DATA_COLUMN})
 
 
 def table_to_parquet(table: pa.Table, *, row_group_size: int = 100_000, compression: str = "zstd") -> bytes:
     """Serialize a table as Parquet bytes (statistics on, for pruning)."""
     sink = io.BytesIO()
-    pq.write_table(table, sink, row_group_size=row_group_size, compression=compression, write_statistics=True)
+    dictionary = [name for name in table.column_names if name not in DISTINCT_COLUMNS]
+    pq.write_table(table, sink, row_group_size=row_group_size, compression=compression, write_statistics=True,
+                   use_dictionary=dictionary)
     return sink.getvalue()

@@ -29,6 +29,21 @@ def _encode(value: int, length: int) -> str:
     return "".join([_PAIRS[(value >> shift) & 1023] for shift in range(5 * (length - 2), -1, -10)])
 
 
+def _encode_run(first: int, count: int) -> list[str]:
+    """ULIDs ``first, first + 1, ...``: the leading 18 characters are encoded once per run that shares them."""
+    out: list[str] = []
+    value, end = first, first + count
+    while value < end:
+        high, low = value >> 40, value & 0xFF_FFFF_FFFF
+        prefix = _encode(high, 18)
+        stop = min(end - value, (1 << 40) - low)  # ids until the low 40 bits wrap
+        pairs = _PAIRS
+        out.extend([prefix + pairs[lo >> 30] + pairs[(lo >> 20) & 1023] + pairs[(lo >> 10) & 1023] + pairs[lo & 1023]
+                    for lo in range(low, low + stop)])
+        value += stop
+    return out
+
+
 class UlidGenerator:
     """Thread-safe monotonic ULIDs."""
 
@@ -50,7 +65,7 @@ class UlidGenerator:
                 self._last_rand = 0
             first = (ms << 80) | (self._last_rand + 1)
             self._last_ms, self._last_rand = ms, self._last_rand + count
-        return [_encode(first + i, 26) for i in range(count)]
+        return _encode_run(first, count)
 
     def new(self, now_ms: int | None = None) -> str:
         with self._lock:
