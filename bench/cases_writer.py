@@ -183,7 +183,7 @@ def cases() -> list[Case]:
     return [
         Case("writer", "append 10k × ~1 KB docs, local", _append_setup(_local), _append_baseline, _append_candidate,
              baseline_label="pyarrow one file", goal="ratio <= 2.0 (≥ 0.5× pyarrow), ≥ 100k events/s",
-             max_ratio=2.0, unit="events", teardown=_teardown),
+             max_ratio=2.0, unit="events", teardown=_teardown, repeat=15, warmup=2),
         Case("writer", "append 10k × ~1 KB docs, S3 (moto)", _append_setup(_s3), _append_baseline_s3, _append_candidate,
              baseline_label="pyarrow one file, one PUT", goal="ratio <= 2.0", max_ratio=2.0, unit="events",
              teardown=_teardown, repeat=3),
@@ -192,5 +192,5 @@ def cases() -> list[Case]:
              teardown=_teardown, repeat=2, warmup=0, notes=_checkpoint_notes),
         Case("writer", f"full scan {SCAN_ROWS:,} rows: checkpoint + 2 segments", _scan_setup, _scan_baseline,
              _scan_candidate, baseline_label="one hand-written Parquet file (same codec)", goal="ratio <= 1.2", max_ratio=1.2,
-             unit="rows", teardown=lambda s: shutil.rmtree(s["tmp"], ignore_errors=True)),
+             unit="rows", teardown=lambda s: shutil.rmtree(s["tmp"], ignore_errors=True), repeat=30, warmup=3),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import math
 import threading
 
 import pyarrow as pa
@@ -16,6 +17,7 @@ from parquedb_ibis.store import connect_duckdb, open_store
 from parquedb_ibis.tail import WORKER_LOGS_SCHEMA, compact, compacted_files, handle_notification, trace_id
 from parquedb_ibis.tail.compact import parse_notification
 from parquedb_ibis.tail.ingest import normalize_item
+from parquedb_ibis.tail.ingest import to_epoch_ms as ingest_to_ms
 from parquedb_ibis.tail.sample import generate_trace_items
 
 UTC = dt.timezone.utc
@@ -285,3 +287,97 @@ def test_compaction_and_notifications_through_the_s3_test_server(s3, items):
     assert (rest.files, rest.skipped) == (2, 1)
     assert compact(store).files == 0
     assert read_rows(store).num_rows == expected_rows(items)
+
+
+# -- the rows, against a Python reference -----------------------------------------------------------------
+
+#: Items that exercise every branch of the row and id SQL: ISO and fractional timestamps, missing and null
+#: fields, messages of every JSON type, unnamed exceptions, cron and queue triggers, non-ASCII text.
+EDGE_ITEMS: list[dict] = [
+    {"scriptName": "", "outcome": "ok", "eventTimestamp": "2025-01-01T00:00:01.250Z", "event": None,
+     "logs": [{"timestamp": "2025-01-01T00:00:01.500Z", "level": "info", "message": "iso log"},
+              {"timestamp": T0 + 1600.9, "message": ["no level", 1, None, True, {"k": "v"}]},
+              {"level": "warn", "message": {"nested": ["a", {"b": False}]}},
+              {"timestamp": T0 + 1700, "level": "debug", "message": 42},
+              {"timestamp": T0 + 1800, "level": "log", "message": None}],
+     "exceptions": [], "diagnosticsChannelEvents": None},
+    {"outcome": "exception", "eventTimestamp": T0 + 2000.75,
+     "event": {"request": {"url": "https://é.example/ü?q=1&r=ß", "method": "PUT",
+                           "headers": {"cf-ray": "ray-ü"}, "cf": {"colo": "NRT"}}, "response": {"status": 500}},
+     "logs": [], "exceptions": [{"name": "Error", "message": "first", "timestamp": "2025-01-01T00:00:02.100Z"},
+                                {"message": "unnamed", "timestamp": T0 + 2200},
+                                {"name": "RangeError", "timestamp": T0 + 2300}, {"name": "NoTime", "message": "x"}],
+     "diagnosticsChannelEvents": [{"channel": "fetch"}]},
+    {"scriptName": "cron", "outcome": "exceededCpu", "eventTimestamp": T0 + 3000,
+     "event": {"cron": "*/5 * * * *", "scheduledTime": "2025-01-01T00:00:03Z"}},
+    {"scriptName": "queue", "outcome": "ok", "eventTimestamp": T0 + 4000,
+     "event": {"queue": "jobs", "scheduledTime": T0 + 3999.5},
+     "logs": [{"timestamp": T0 + 4001, "level": "error", "message": ["mixed", "ünïcode", 3]}],
+     "exceptions": [{"name": "TypeError", "message": "after a log", "timestamp": T0 + 4002}]},
+    {"scriptName": None, "outcome": "canceled", "eventTimestamp": T0 + 5000, "logs": None, "exceptions": None},
+]
+
+
+def reference_rows(item: dict, fallback_ms: int) -> list[tuple]:
+    """The WorkerLogs rows of one item, computed in Python from the module docstring's rules."""
+    norm = normalize_item(item, "ref", require_timestamp=False)
+    trace = trace_id(norm)
+    event_ms = norm["eventTimestamp"] if norm["eventTimestamp"] is not None else fallback_ms
+    event = item.get("event") or {}
+    request = event.get("request") or {}
+    cf = request.get("cf") or {}
+    common = (norm["scriptName"], event_ms, request.get("method"), request.get("url"),
+              (event.get("response") or {}).get("status"), norm["outcome"], cf.get("colo"), cf.get("country"),
+              (request.get("headers") or {}).get("cf-ray"), len(item.get("diagnosticsChannelEvents") or ()))
+
+    def when(entry: dict) -> int:
+        ts = entry.get("timestamp")
+        if isinstance(ts, str):
+            return ingest_to_ms(ts)
+        return math.floor(ts) if ts is not None else event_ms
+
+    def text(message):
+        if message is None or isinstance(message, str):
+            return message
+        return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+    logs, exceptions = item.get("logs") or [], item.get("exceptions") or []
+    rows = [(f"{trace}-{n}", trace, when(log), log.get("level") or "log", text(log.get("message")), False, None, *common)
+            for n, log in enumerate(logs, start=1)]
+    rows += [(f"{trace}-{len(logs) + n}", trace, when(exc), "error",
+              f"{exc['name'] if exc.get('name') is not None else 'Error'}: {exc.get('message') or ''}", True, exc.get("name"),
+              *common) for n, exc in enumerate(exceptions, start=1)]
+    if not rows:
+        rows = [(f"{trace}-0", trace, event_ms, "info" if norm["outcome"] == "ok" else "error",
+                 f"Worker execution: {norm['outcome']}", False, None, *common)]
+    return rows
+
+
+def as_tuples(table: pa.Table) -> list[tuple]:
+    names = ["id", "traceId", "timestamp", "level", "message", "isException", "exceptionName", "scriptName",
+             "eventTimestamp", "httpMethod", "httpUrl", "httpStatus", "outcome", "colo", "country", "requestId", "fetchCount"]
+    columns = [table.column(n).cast(pa.int64()) if n in ("timestamp", "eventTimestamp") else table.column(n) for n in names]
+    return sorted(zip(*(c.to_pylist() for c in columns), strict=True), key=repr)
+
+
+@pytest.mark.parametrize("source", ["sample", "edge"])
+def test_rows_equal_the_python_reference(store, source):
+    items = generate_trace_items(2_000, seed=11, span=dt.timedelta(hours=5)) if source == "sample" else EDGE_ITEMS
+    keys = put_raw(store, items, files=4 if source == "sample" else 1)
+    result = compact(store)
+    assert (result.rejected, result.items) == (0, len(items))
+    fallback = int(keys[0].split("/")[1].split("-")[0])  # only the edge items lack a timestamp, all in one file
+    expected = sorted((row for item in items for row in reference_rows(item, fallback)), key=repr)
+    got = as_tuples(read_rows(store, result.outputs))
+    assert len(got) == len(expected)
+    assert got == expected
+
+
+def test_trace_ids_in_sql_equal_trace_key_md5_on_edge_items(store):
+    """The SQL trace id is the MD5 of ingest.trace_key for every edge item (ingest's ids for the same events)."""
+    put_raw(store, EDGE_ITEMS, files=1)
+    table = read_rows(store, compact(store).outputs)
+    want = {trace_id(normalize_item(i, "x", require_timestamp=False)) for i in EDGE_ITEMS}
+    assert set(table.column("traceId").to_pylist()) == want
+    assert len(want) == len(EDGE_ITEMS)
+

@@ -315,3 +315,23 @@ def test_ingest_through_the_s3_test_server(s3, items):
         assert db.collection(TAIL_EVENTS).count() == 60
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("text", [
+    '{"outcome": "ok", "eventTimestamp": 1735689600000, "logs": [{"message": ["ü", 1.5, -0, null]}]}',
+    '{"eventTimestamp": 123456789012345678901234567890}',  # wider than 64 bits: an int, as json reads it
+    '{"cpuTime": NaN, "wallTime": Infinity}',
+    '"plain"',
+])
+def test_fast_json_reader_returns_what_json_loads_returns(text):
+    from parquedb_ibis.tail.ingest import _loads
+
+    got, want = _loads(text), json.loads(text)
+    assert repr(got) == repr(want) and type(got) is type(want)
+
+
+def test_fast_json_reader_raises_json_loads_error_message():
+    from parquedb_ibis.tail.ingest import _loads
+
+    with pytest.raises(json.JSONDecodeError, match="Expecting property name enclosed in double quotes"):
+        _loads("{bad")

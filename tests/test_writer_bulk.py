@@ -177,7 +177,7 @@ field_values = {
 @st.composite
 def stored_docs(draw):
     doc = {"$id": "c/x", "$type": "c", "version": 1, "title": draw(st.text(max_size=5)),
-           **draw(st.dictionaries(st.sampled_from(["a", "b", "ü"]), st.integers() | st.none(), max_size=2))}
+           **draw(st.dictionaries(st.sampled_from(["a", "b", "ü"]), st.integers(-(2**63), 2**63 - 1) | st.none(), max_size=2))}
     for name, values in field_values.items():
         choice = draw(st.sampled_from(["absent", "none", "value"]))
         if choice == "value":
@@ -203,7 +203,7 @@ def test_columns_equal_the_rows_of_the_per_document_path(docs):
     {"title": None}, {"n": 1}, {"title": "t", "n": True}, {"title": "t", "x": 1}, {"title": "t", "n": 2**63},
     {"title": "t", "at": dt.datetime(2024, 1, 1)}, {"title": "t", "events": {"not": "a list"}},
     {"title": "t", "meta": {1, 2}}, {"title": "t", "tags": ["a", None]}, {"title": "t", "tags": ("a",)},
-    {"title": "t", 5: "key"},
+    {"title": "t", 5: "key"}, {"title": "t", "undeclared": 2**64},
 ])
 def test_values_that_need_coercion_or_fail_take_the_per_document_path(doc):
     assert to_columns([{"title": "fine"}, doc], SCHEMA) is None

@@ -34,9 +34,12 @@ files of a batch that never committed (a crashed compactor) once that record
 is older than ``stale_after``. Raw files are kept unless ``delete_raw=True``;
 they are deleted only after the commit that covers them.
 
-Raw files are parsed by DuckDB's ``read_json`` with a fixed column list. A
-batch in which any line is not valid JSON or not a valid TraceItem is parsed
-again line by line in Python, so every bad line is counted and written to the
+Raw files are parsed by DuckDB's ``read_json`` with a fixed column list; one
+query (:data:`_TRACES`) gives one row per trace with its ``traceId`` and its
+logs and exceptions as typed lists, and :func:`_explode` turns those into the
+sorted WorkerLogs rows with pyarrow, without a Python loop over rows. A batch
+in which any line is not valid JSON or not a valid TraceItem is parsed again
+line by line in Python, so every bad line is counted and written to the
 dead-letter file with its reason and line number, and every good one is kept.
 """
 
@@ -44,7 +47,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
-import io
 import json
 import os
 import re
@@ -55,6 +57,7 @@ from typing import IO, Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from parquedb_ibis.upstream.readers import WORKER_LOGS_SCHEMA as UPSTREAM_WORKER_LOGS
@@ -82,6 +85,8 @@ MAX_BATCH_FILES = 2_000
 MAX_BATCH_BYTES = 512 << 20
 #: A pending batch older than this with no commit belongs to a crashed compactor.
 STALE_AFTER = dt.timedelta(hours=1)
+#: Threads for object-store I/O (marker reads and swaps, Parquet encoding and uploads).
+IO_THREADS = 4
 #: How often a commit is retried after losing the marker swap.
 MAX_COMMIT_ATTEMPTS = 20
 #: Marker format version.
@@ -121,9 +126,9 @@ _MACROS = (
     # epoch ms of a JSON number (ms) or ISO-8601 string, NULL otherwise (as ingest.to_epoch_ms)
     """CREATE OR REPLACE TEMP MACRO tail_ms(j) AS CASE json_type(j)
         WHEN 'VARCHAR' THEN epoch_ms(TRY_CAST(json_extract_string(j, '$') AS TIMESTAMPTZ))
-        WHEN 'UBIGINT' THEN TRY_CAST(floor(CAST(j AS DOUBLE)) AS BIGINT)
-        WHEN 'BIGINT' THEN TRY_CAST(floor(CAST(j AS DOUBLE)) AS BIGINT)
-        WHEN 'DOUBLE' THEN TRY_CAST(floor(CAST(j AS DOUBLE)) AS BIGINT)
+        WHEN 'UBIGINT' THEN TRY_CAST(floor(TRY_CAST(j AS DOUBLE)) AS BIGINT)
+        WHEN 'BIGINT' THEN TRY_CAST(floor(TRY_CAST(j AS DOUBLE)) AS BIGINT)
+        WHEN 'DOUBLE' THEN TRY_CAST(floor(TRY_CAST(j AS DOUBLE)) AS BIGINT)
     END""",
 )
 
@@ -148,13 +153,16 @@ FROM (SELECT url, lineno, TRY_CAST(TRY_CAST(line AS JSON) AS STRUCT(
         "diagnosticsChannelEvents" JSON[])) AS t
       FROM tail_lines)"""
 
-#: One row per trace (headers dropped), with its validity and its trace id (ingest.trace_key, in SQL).
-_TRACES = """CREATE OR REPLACE TEMP TABLE tail_traces AS
-WITH t AS (
+#: One row per trace (headers dropped): its file, line, validity, WorkerLogs columns, trace id (ingest.trace_key,
+#: in SQL) and its logs and exceptions as typed lists; Python explodes them into rows (see :func:`_explode`).
+#: The lambdas read only their element, never an outer column, so a missing log timestamp stays NULL here
+#: and becomes the trace's time in :func:`_explode`. The id reads the first log's and exception's time from
+#: the typed lists, so each timestamp is parsed once. The query is read with ``con.sql(...).to_arrow_table()``,
+#: which collects Arrow batches on every thread (``execute().to_arrow_table()`` converts on one).
+_TRACES = """WITH t AS (
     SELECT
-        s.url,
+        f.file,
         s.lineno,
-        f.shard,
         coalesce(s.converted
                  AND json_type(s.outcome) = 'VARCHAR'
                  AND coalesce(json_type(s.scriptName), 'NULL') IN ('NULL', 'VARCHAR')
@@ -173,48 +181,36 @@ WITH t AS (
         s.event.cron AS cron,
         tail_ms(s.event.scheduledTime) AS scheduled_ms,
         s.event.queue AS queue,
-        coalesce(s.logs, []) AS logs,
-        coalesce(s.exceptions, []) AS exceptions,
+        list_transform(coalesce(s.logs, []), lambda l: {
+            'ts_ms': tail_ms(l."timestamp"),
+            'level': coalesce(l.level, 'log'),
+            'message': CASE json_type(l.message) WHEN 'VARCHAR' THEN l.message ->> '$' ELSE CAST(l.message AS VARCHAR) END
+        }) AS logs,
+        list_transform(coalesce(s.exceptions, []), lambda e: {
+            'ts_ms': tail_ms(e."timestamp"),
+            'message': coalesce(e.name, 'Error') || ': ' || coalesce(e.message, ''),
+            'name': e.name
+        }) AS exceptions,
         CAST(len(coalesce(s.diagnosticsChannelEvents, [])) AS INTEGER) AS fetchCount
     FROM tail_source AS s JOIN tail_files AS f ON f.url = s.url
     WHERE NOT (s.doId IS NOT NULL AND s.outcome IS NULL)
 )
-SELECT *,
-    coalesce(event_ms_raw, fallback_ms) AS event_ms,
+SELECT file, lineno, valid, scriptName, outcome, coalesce(event_ms_raw, fallback_ms) AS event_ms,
+    httpMethod, httpUrl, httpStatus, colo, country, requestId, fetchCount,
     md5(concat_ws(chr(31),
         scriptName, coalesce(CAST(event_ms_raw AS VARCHAR), ''), coalesce(outcome, ''),
         coalesce(httpMethod, ''), coalesce(httpUrl, ''), coalesce(requestId, ''),
         coalesce(cron, ''), coalesce(CAST(scheduled_ms AS VARCHAR), ''), coalesce(queue, ''),
-        coalesce(CAST(tail_ms(logs[1]."timestamp") AS VARCHAR), ''),
-        coalesce(CAST(tail_ms(exceptions[1]."timestamp") AS VARCHAR), ''),
-        CAST(len(logs) AS VARCHAR), CAST(len(exceptions) AS VARCHAR))) AS traceId
+        coalesce(CAST(logs[1].ts_ms AS VARCHAR), ''), coalesce(CAST(exceptions[1].ts_ms AS VARCHAR), ''),
+        CAST(len(logs) AS VARCHAR), CAST(len(exceptions) AS VARCHAR))) AS traceId,
+    logs, exceptions
 FROM t"""
 
-#: The WorkerLogs rows of the valid traces (timestamps as epoch ms; Python casts them). ``tail_traces`` is
-#: a table: parsing the logs and exceptions lists dominates, and a view would parse them once per branch.
-_ROWS = """SELECT shard, traceId || '-' || CAST(n AS VARCHAR) AS id, traceId, scriptName, event_ms, ts_ms, level, message,
-       httpMethod, httpUrl, httpStatus, outcome, isException, exceptionName, colo, country, requestId, fetchCount
-FROM (
-    SELECT shard, traceId, scriptName, event_ms, coalesce(tail_ms(l."timestamp"), event_ms) AS ts_ms,
-           coalesce(l.level, 'log') AS level,
-           CASE json_type(l.message) WHEN 'VARCHAR' THEN l.message ->> '$' ELSE CAST(l.message AS VARCHAR) END AS message,
-           httpMethod, httpUrl, httpStatus, outcome, FALSE AS isException, CAST(NULL AS VARCHAR) AS exceptionName,
-           colo, country, requestId, fetchCount, n
-    FROM (SELECT *, unnest(logs) AS l, unnest(generate_series(1, len(logs))) AS n FROM tail_traces WHERE valid)
-    UNION ALL
-    SELECT shard, traceId, scriptName, event_ms, coalesce(tail_ms(e."timestamp"), event_ms),
-           'error', coalesce(e.name, 'Error') || ': ' || coalesce(e.message, ''),
-           httpMethod, httpUrl, httpStatus, outcome, TRUE, e.name, colo, country, requestId, fetchCount, len(logs) + n
-    FROM (SELECT *, unnest(exceptions) AS e, unnest(generate_series(1, len(exceptions))) AS n FROM tail_traces WHERE valid)
-    UNION ALL
-    SELECT shard, traceId, scriptName, event_ms, event_ms,
-           CASE WHEN outcome = 'ok' THEN 'info' ELSE 'error' END, 'Worker execution: ' || outcome,
-           httpMethod, httpUrl, httpStatus, outcome, FALSE, NULL, colo, country, requestId, fetchCount, 0
-    FROM tail_traces WHERE valid AND len(logs) = 0 AND len(exceptions) = 0
-)"""
-
-_COUNTS = "SELECT shard, count(*) FILTER (WHERE valid), count(*) FILTER (WHERE NOT valid) FROM tail_traces GROUP BY shard"
-_INVALID = "SELECT url, lineno FROM tail_traces WHERE NOT valid ORDER BY url, lineno"
+#: The WorkerLogs columns that come from the trace (the others come from its logs and exceptions).
+_TRACE_COLUMNS = ("traceId", "scriptName", "event_ms", "httpMethod", "httpUrl", "httpStatus", "outcome", "colo",
+                  "country", "requestId", "fetchCount")
+#: Columns with (almost) one value per row: dictionary pages would only be built and thrown away.
+_NO_DICTIONARY = frozenset({"id", "traceId", "requestId"})
 
 
 # -- results -------------------------------------------------------------------------------------
@@ -425,9 +421,11 @@ class _Compactor:
         by_shard: dict[str, list[ObjectInfo]] = {}
         for info in raw:
             by_shard.setdefault(_shard(info.key), []).append(info)
+        shards = sorted(by_shard)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
+            markers = list(pool.map(self._load, shards))
         todo: list[ObjectInfo] = []
-        for shard in sorted(by_shard):
-            marker, _ = self._load(shard)
+        for shard, (marker, _etag) in zip(shards, markers, strict=True):
             fresh = [info for info in by_shard[shard] if info.key not in marker["files"]]
             self.result.skipped += len(by_shard[shard]) - len(fresh)
             todo += fresh
@@ -435,7 +433,12 @@ class _Compactor:
             self._compact(batch, MAX_COMMIT_ATTEMPTS)
 
     def _compact(self, files: list[ObjectInfo], attempts: int) -> None:
-        """Parse and write ``files``, then commit each shard's marker; a shard that lost a race is redone."""
+        """Parse and write ``files``, then commit each shard's marker; a shard that lost a race is redone.
+
+        The shards' markers are independent objects, so they are swapped concurrently; the results are
+        then folded in here, in shard order, and the first error (if any) is raised once every
+        committed shard has been finished.
+        """
         if not files:
             return
         if attempts <= 0:
@@ -444,75 +447,105 @@ class _Compactor:
         batch = self._parse(files)
         batch_id = new_ulid().lower()
         outputs = self._write(batch, batch_id)
+        shards = sorted(batch.files)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
+            futures = [pool.submit(self._commit_shard, batch, shard, batch_id, outputs.get(shard, [])) for shard in shards]
         redo: list[ObjectInfo] = []
-        for shard in sorted(batch.files):
-            if not self._commit_shard(batch, shard, batch_id, outputs.get(shard, [])):
-                self.store.delete_many(outputs.get(shard, []))  # never published: ours alone
-                redo += batch.files[shard]
+        finished: list[ObjectInfo] = []
+        error: BaseException | None = None
+        for shard, future in zip(shards, futures, strict=True):
+            if future.exception() is not None:
+                error = error or future.exception()
+                continue
+            taken, conflicts = future.result()
+            self.result.conflicts += conflicts
+            if taken is None:
+                finished += self._finish(batch, shard, outputs.get(shard, []))
+                continue
+            self.result.skipped += len(taken)
+            self.store.delete_many(outputs.get(shard, []))  # never published: ours alone
+            redo += [f for f in batch.files[shard] if f.key not in taken]
+        if self.delete_raw and finished:
+            self.store.delete_many([f.key for f in finished])  # after the commits that cover them
+            self.result.deleted += len(finished)
+        if error is not None:
+            raise error
         self.store.delete(self._pending_key(batch_id))
         if redo:
             self._compact(redo, attempts - 1)
 
-    def _commit_shard(self, batch: _Batch, shard: str, batch_id: str, outputs: list[str]) -> bool:
-        """Publish one shard's files by compare-and-swap; False when another compactor took some of them."""
+    def _commit_shard(self, batch: _Batch, shard: str, batch_id: str, outputs: list[str]) -> tuple[set[str] | None, int]:
+        """Publish one shard's files by compare-and-swap.
+
+        Returns the keys of the shard's raw files another compactor committed first (None when this
+        one committed them all) and how many swaps were lost to commits of other files. Runs in a
+        worker thread: it reads ``batch`` and changes nothing but the marker.
+        """
         files = batch.files[shard]
+        conflicts = 0
         for _attempt in range(MAX_COMMIT_ATTEMPTS):
             marker, etag = self._load(shard)
-            taken = [f for f in files if f.key in marker["files"]]
+            taken = {f.key for f in files if f.key in marker["files"]}
             if taken:
-                self.result.skipped += len(taken)
-                batch.files[shard] = [f for f in files if f.key not in marker["files"]]
-                return False
+                return taken, conflicts
             try:
                 self._commit(shard, marker, etag, batch, batch_id, outputs)
             except PreconditionFailedError:
-                self.result.conflicts += 1  # the marker moved for other files: swap again on top
+                conflicts += 1  # the marker moved for other files: swap again on top
                 continue
-            self._finish(batch, shard, outputs)
-            return True
+            return None, conflicts
         raise CommitConflictError(self._marker_key(shard), expected="a quiet marker", found="constant updates",
                                   hint=f"gave up after {MAX_COMMIT_ATTEMPTS} attempts; run compaction again")
 
     # -- parsing ---------------------------------------------------------------------------------
 
     def _parse(self, files: list[ObjectInfo]) -> _Batch:
+        """Read ``files`` in one DuckDB query (line by line in Python only when a line is bad) into WorkerLogs rows."""
         con = self.con
         urls = [self.store.url_for(f.key) for f in files]
+        shards = sorted({_shard(f.key) for f in files})
+        code = {shard: i for i, shard in enumerate(shards)}
         con.register("tail_files", pa.table({
-            "url": urls, "key": [f.key for f in files], "shard": [_shard(f.key) for f in files],
+            "url": pa.array(urls, pa.string()), "file": pa.array(range(len(files)), pa.int32()),
             "fallback_ms": pa.array([_fallback_ms(f) for f in files], pa.int64()),
         }))
         rejects: list[tuple[str, int | None, str, str]] = []
+        traces: pa.Table | None = None
         try:
             if any(char in url for url in urls for char in "*?[{"):
                 raise duckdb.InvalidInputException("a key looks like a glob pattern")  # read it line by line
             rel = con.read_json(urls, columns=TRACE_COLUMNS, format="newline_delimited", filename=True)
             rel.create_view("tail_json", replace=True)
             con.execute(_FAST_SOURCE)
-            con.execute(_TRACES)
-            counts = con.execute(_COUNTS).fetchall()
-            invalid = sum(row[2] for row in counts)
+            traces = con.sql(_TRACES).to_arrow_table()
         except duckdb.Error:
-            invalid = None
-        if invalid != 0:  # a bad line somewhere: find every bad line, keep every good one
-            by_url = {url: f.key for url, f in zip(urls, files, strict=True)}
-            files = self._parse_lines(files, urls, rejects)
-            counts = con.execute(_COUNTS).fetchall()
-            for url, lineno in con.execute(_INVALID).fetchall():
-                key = by_url[url]
+            traces = None
+        if traces is not None and traces.num_rows and not pc.all(traces.column("valid")).as_py():
+            traces = None
+        present = files
+        if traces is None:  # a bad line somewhere: find every bad line, keep every good one
+            present = self._parse_lines(files, urls, rejects)
+            traces = con.sql(_TRACES).to_arrow_table()
+            valid = traces.column("valid").to_numpy(zero_copy_only=False)
+            bad = traces.filter(pa.array(~valid)).sort_by([("file", "ascending"), ("lineno", "ascending")])
+            for index, lineno in zip(bad.column("file").to_pylist(), bad.column("lineno").to_pylist(), strict=True):
+                key = files[index].key
                 reason = f"{key} line {lineno}: does not convert to the TraceItem columns"
                 rejects.append((key, lineno, reason, self._line_text(key, lineno)))
-        rows = con.execute(_ROWS).to_arrow_table()
+            traces = traces.filter(pa.array(valid))
         con.unregister("tail_files")
         con.unregister("tail_lines")
+        file_shard = np.array([code[_shard(f.key)] for f in files], dtype=np.int32)
+        rows, row_shards = _explode(traces, file_shard)
         batch = _Batch(files={}, tables={}, items={}, rejects={})
-        for info in files:
+        for info in present:
             batch.files.setdefault(_shard(info.key), []).append(info)
-        for shard, valid, _bad in counts:
-            batch.items[shard] = int(valid)
+        items = np.bincount(file_shard[traces.column("file").to_numpy(zero_copy_only=False)], minlength=len(shards))
+        for shard in batch.files:
+            batch.items[shard] = int(items[code[shard]])
         for key, lineno, reason, text in rejects:
             batch.rejects.setdefault(_shard(key), []).append((key, lineno, reason, text))
-        batch.tables = _split_by_shard(rows, list(batch.files))
+        batch.tables = _split_by_shard(rows, row_shards, shards, list(batch.files))
         return batch
 
     def _parse_lines(self, files: list[ObjectInfo], urls: list[str],
@@ -554,7 +587,6 @@ class _Compactor:
                                              "lineno": pa.array(keep_line, pa.int64()),
                                              "line": pa.array(keep_text, pa.string())}))
         con.execute(_SLOW_SOURCE)
-        con.execute(_TRACES)
         return present
 
     def _line_text(self, key: str, lineno: int | None) -> str:
@@ -594,7 +626,7 @@ class _Compactor:
         self.store.put(self._pending_key(batch_id), json.dumps({
             "batch": batch_id, "outputs": outputs, "at": _now_text(),
         }).encode())
-        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
             list(pool.map(lambda part: self.store.put_if_absent(part[0], _parquet(part[1])), parts))
         return outputs
 
@@ -614,7 +646,8 @@ class _Compactor:
         else:
             self.store.put_if_match(key, data, etag)
 
-    def _finish(self, batch: _Batch, shard: str, outputs: list[str]) -> None:
+    def _finish(self, batch: _Batch, shard: str, outputs: list[str]) -> list[ObjectInfo]:
+        """Count a committed shard and dead-letter its rejected lines; returns its raw files."""
         result = self.result
         files = batch.files[shard]
         result.files += len(files)
@@ -626,9 +659,7 @@ class _Compactor:
             if len(result.errors) < MAX_ERRORS:
                 result.errors.append(reason)
             self.letters.write(key, line, reason, text)
-        if self.delete_raw:
-            self.store.delete_many([f.key for f in files])
-            result.deleted += len(files)
+        return files
 
     # -- markers -----------------------------------------------------------------------------------
 
@@ -726,41 +757,88 @@ def _partition(hour: int) -> str:
     return f"year={when.year:04d}/month={when.month:02d}/day={when.day:02d}/hour={when.hour:02d}"
 
 
-def _split_by_shard(rows: pa.Table, shards: list[str]) -> dict[str, pa.Table]:
-    """The rows query's result as one WorkerLogs table per shard, each sorted by event hour, then timestamp."""
-    if not rows.num_rows:
-        empty = WORKER_LOGS_SCHEMA.empty_table()
-        return dict.fromkeys(shards, empty)
-    encoded = rows.column("shard").combine_chunks().dictionary_encode()
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
-    hours = np.floor_divide(rows.column("event_ms").to_numpy(zero_copy_only=False), _HOUR_MS)
-    order = np.lexsort((rows.column("ts_ms").to_numpy(zero_copy_only=False), hours, codes))
-    logs = _to_worker_logs(rows).take(pa.array(order))
-    codes = codes[order]
-    names = encoded.dictionary.to_pylist()
+def _explode(traces: pa.Table, file_shard: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+    """The WorkerLogs rows of the valid ``traces`` (the trace query's result), sorted by shard, event hour, timestamp.
+
+    One row per log (``n`` = 1, 2, ...), then one per exception (``n`` continues after the logs), and one
+    synthetic row (``n`` = 0) for a trace with neither. Returns the rows and each row's shard code
+    (``file_shard`` maps a file index to its shard code). Vectorized: no Python loop over rows.
+    """
+    traces = traces.combine_chunks()
+    logs = traces.column("logs").chunk(0) if traces.num_rows else pa.array([], traces.schema.field("logs").type)
+    excs = traces.column("exceptions").chunk(0) if traces.num_rows else pa.array([], traces.schema.field("exceptions").type)
+    n_logs = pc.list_value_length(logs).to_numpy(zero_copy_only=False).astype(np.int64)
+    n_excs = pc.list_value_length(excs).to_numpy(zero_copy_only=False).astype(np.int64)
+    log_parent, log_n, log_items = _flatten(logs)
+    exc_parent, exc_n, exc_items = _flatten(excs)
+    bare = np.flatnonzero((n_logs == 0) & (n_excs == 0))
+    parent = np.concatenate([log_parent, exc_parent, bare])
+    event_ms = traces.column("event_ms").to_numpy(zero_copy_only=False)
+    own_ms = pa.concat_arrays([log_items.field("ts_ms"), exc_items.field("ts_ms"), pa.nulls(len(bare), pa.int64())])
+    ts_ms = pc.coalesce(own_ms, pa.array(event_ms[parent])).to_numpy(zero_copy_only=False)
+    shard = file_shard[traces.column("file").to_numpy(zero_copy_only=False)][parent]
+    order = np.lexsort((ts_ms, np.floor_divide(event_ms[parent], _HOUR_MS), shard))
+    take = pa.array(order)
+    parent = pa.array(parent[order])
+    bare_outcome = traces.column("outcome").take(pa.array(bare))
+    per_row = {
+        "n": pa.array(np.concatenate([log_n, n_logs[exc_parent] + exc_n, np.zeros(len(bare), np.int64)])),
+        "timestamp": pa.array(ts_ms),
+        "level": pa.concat_arrays([
+            log_items.field("level").cast(pa.string()),
+            pa.array(np.full(len(exc_parent), "error", dtype=object), pa.string()),
+            pc.if_else(pc.equal(bare_outcome, "ok"), "info", "error").combine_chunks().cast(pa.string()),
+        ]),
+        "message": pa.concat_arrays([
+            log_items.field("message").cast(pa.string()), exc_items.field("message").cast(pa.string()),
+            pc.binary_join_element_wise("Worker execution: ", bare_outcome, "").combine_chunks().cast(pa.string()),
+        ]),
+        "isException": pa.array(np.concatenate([np.zeros(len(log_parent), bool), np.ones(len(exc_parent), bool),
+                                                np.zeros(len(bare), bool)])),
+        "exceptionName": pa.concat_arrays([pa.nulls(len(log_parent), pa.string()), exc_items.field("name").cast(pa.string()),
+                                           pa.nulls(len(bare), pa.string())]),
+    }
+    per_row = {name: column.take(take) for name, column in per_row.items()}
+    per_trace = {name: traces.column(name).take(parent) for name in _TRACE_COLUMNS}
+    trace_ids = per_trace["traceId"]
+    columns = {
+        **per_trace, **per_row,
+        "id": pc.binary_join_element_wise(trace_ids, per_row["n"].cast(pa.string()), "-"),
+        "eventTimestamp": per_trace["event_ms"],
+    }
+    arrays = [columns[target.name].cast(target.type) for target in WORKER_LOGS_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=WORKER_LOGS_SCHEMA), shard[order]
+
+
+def _flatten(lists: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.StructArray]:
+    """A list column's elements, with each one's row (parent) and 1-based position in its list."""
+    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    items = pc.list_flatten(lists)
+    offsets = lists.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+    position = np.arange(len(parent), dtype=np.int64) - (offsets[parent] - offsets[0]) + 1
+    return parent, position, items
+
+
+def _split_by_shard(rows: pa.Table, row_shards: np.ndarray, codes: list[str], shards: list[str]) -> dict[str, pa.Table]:
+    """The sorted rows as one WorkerLogs table per shard (``codes[code]`` names a shard); empty for ``shards`` without rows."""
     out = {shard: WORKER_LOGS_SCHEMA.empty_table() for shard in shards}
-    cuts = np.flatnonzero(np.diff(codes)) + 1
-    for start, end in zip([0, *cuts.tolist()], [*cuts.tolist(), len(codes)], strict=True):
-        out[names[codes[start]]] = logs.slice(start, end - start)
+    cuts = np.flatnonzero(np.diff(row_shards)) + 1
+    for start, end in zip([0, *cuts.tolist()], [*cuts.tolist(), len(row_shards)], strict=True):
+        if end > start:
+            out[codes[row_shards[start]]] = rows.slice(start, end - start)
     return out
 
 
-def _to_worker_logs(raw: pa.Table) -> pa.Table:
-    """The WorkerLogs table of the rows query (epoch-ms columns become UTC timestamps)."""
-    columns = []
-    for target in WORKER_LOGS_SCHEMA:
-        source = {"eventTimestamp": "event_ms", "timestamp": "ts_ms"}.get(target.name, target.name)
-        column = raw.column(source)
-        if pa.types.is_timestamp(target.type):
-            column = column.cast(pa.int64())
-        columns.append(column.cast(target.type))
-    return pa.Table.from_arrays(columns, schema=WORKER_LOGS_SCHEMA)
-
-
 def _parquet(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=True)
-    return sink.getvalue()
+    """One WorkerLogs file: zstd row groups of ROW_GROUP_ROWS, dictionaries only where values repeat.
+
+    Written to an Arrow buffer, not a Python file object, so the writer never needs the GIL and the
+    files of a batch are encoded on every core.
+    """
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=True,
+                   use_dictionary=[name for name in table.column_names if name not in _NO_DICTIONARY])
+    return sink.getvalue().to_pybytes()
 
 
 def _now_text() -> str:

@@ -383,6 +383,17 @@ class Collection:
             nbytes=sum(len(r.get(DATA_COLUMN) or "") + 200 for r in rows),
         )
 
+    def _given_id(self, doc: Mapping[str, Any], event_id: str, states: Mapping[str, dict[str, Any] | None],
+                  seen: set[str]) -> str:
+        """The ``$id`` of a created document: its own (checked to be new) or one made from the event id."""
+        if "$id" not in doc:
+            return f"{self.ns}/{event_id.lower()}"
+        full = self.full_id(str(doc["$id"]))
+        if states.get(full) is not None or full in seen:
+            raise ValidationError(f"{full}", "an entity with this id already exists; use update() or replace()")
+        seen.add(full)
+        return full
+
     @staticmethod
     def _encoded(full: str, rest: Mapping[str, Any]) -> str:
         try:
@@ -423,26 +434,22 @@ class Collection:
         rests: list[Mapping[str, Any]] = []
         typed: dict[str, list[Any]] = {}
         seen: set[str] = set()
+        prefix, disjoint = f"{ns}/", _WRITER_FIELDS.isdisjoint
         for intent, event_id in zip(intents, event_ids, strict=True):
             doc = intent["doc"]
             if type(doc) is not dict and not isinstance(doc, Mapping):
                 raise ValidationError(ns, f"a document must be an object, found {type(doc).__name__}")
-            if "$id" in doc:
-                full = self.full_id(str(doc["$id"]))
-                if states.get(full) is not None or full in seen:
-                    raise ValidationError(f"{full}", "an entity with this id already exists; use update() or replace()")
-                seen.add(full)
+            if disjoint(doc):  # no $id, $type or other writer field: the common case
+                full, kind, rest = prefix + event_id.lower(), ns, doc
             else:
-                full = f"{ns}/{event_id.lower()}"
+                full, kind = self._given_id(doc, event_id, states, seen), doc.get("$type") or ns
+                kind = kind if isinstance(kind, str) else str(kind)
+                rest = {k: v for k, v in doc.items() if k not in _WRITER_FIELDS}
             actor = intent.get("actor") or default_actor
-            kind = doc.get("$type") or ns
-            kind = kind if isinstance(kind, str) else str(kind)
-            rest = doc if _WRITER_FIELDS.isdisjoint(doc) else {k: v for k, v in doc.items() if k not in _WRITER_FIELDS}
-            after = {"$id": full, "$type": kind, "createdAt": now, "updatedAt": now,
-                     "createdBy": actor, "updatedBy": actor, "version": 1, **rest}
+            afters.append({"$id": full, "$type": kind, "createdAt": now, "updatedAt": now,
+                           "createdBy": actor, "updatedBy": actor, "version": 1, **rest})
             rests.append(rest)
             full_ids.append(full)
-            afters.append(after)
             types.append(kind)
             actors.append(actor)
         if schema.fields:

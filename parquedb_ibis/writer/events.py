@@ -25,7 +25,6 @@ reader fold checkpoint and segments with one ``UNION ALL BY NAME``.
 from __future__ import annotations
 
 import datetime as dt
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -160,8 +159,8 @@ DISTINCT_COLUMNS = frozenset({"id", "entity_id", "$id", "before", DATA_COLUMN})
 
 def table_to_parquet(table: pa.Table, *, row_group_size: int = 100_000, compression: str = "zstd") -> bytes:
     """Serialize a table as Parquet bytes (statistics on, for pruning)."""
-    sink = io.BytesIO()
+    sink = pa.BufferOutputStream()  # an Arrow buffer: encoding never waits for the GIL to write to Python
     dictionary = [name for name in table.column_names if name not in DISTINCT_COLUMNS]
     pq.write_table(table, sink, row_group_size=row_group_size, compression=compression, write_statistics=True,
                    use_dictionary=dictionary)
-    return sink.getvalue()
+    return sink.getvalue().to_pybytes()

@@ -85,6 +85,11 @@ def state_relation(
             .from_(exp.alias_(exp.Subquery(this=latest), "latest"))
             .where(exp.Not(this=exp.Is(this=_col(DATA_COLUMN), expression=exp.null())))
         )
+    elif seg_urls and until is None and checkpoint is not None and checkpoint.files:
+        # Nothing to fold: the checkpoint and the new entities are read as one scan (one pipeline).
+        files = [*(url_for(f) for f in checkpoint.files), *seg_urls]
+        parts.append(exp.select(*(_col(c) for c in cols)).from_(read_parquet(files, union_by_name=True)))
+        checkpoint = None
     elif seg_urls:
         created = exp.select(*(_col(c) for c in cols)).from_(read_parquet(seg_urls, union_by_name=True))
         if until is not None:
