@@ -22,6 +22,7 @@ through ``insert_many`` would take minutes here.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import statistics
@@ -29,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from bench.harness import Case
 from parquedb_ibis import connect
@@ -137,7 +140,7 @@ def _teardown(state: dict[str, Any]) -> None:
 
 def _stream_setup(with_views: bool, batch: int) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    db = connect(str(root), flush_age=None)
+    db = connect(str(root), flush_age=None, flush_every=10**9)  # the timed flush() publishes each batch
     if with_views:
         seeds.define_seed_views(db, ["EndpointMetrics"])
     else:
@@ -177,6 +180,60 @@ def _stream_views(both: dict[str, Any]) -> int:
     return state["batch"]
 
 
+# -- streaming Arrow batches (the bulk-load path) -----------------------------------------------------
+
+ARROW_BATCH = 50_000
+_JSON_FIELDS = ("event", "logs", "exceptions", "diagnosticsChannelEvents", "scriptVersion")
+
+
+def _tail_table(items: list[dict[str, Any]]) -> pa.Table:
+    """TailEvents rows as Arrow: typed columns, variant fields as JSON text (what a parser hands over)."""
+    declared = seeds.TAIL_EVENTS_SCHEMA
+    columns: dict[str, Any] = {}
+    for name in declared:
+        values = [i.get(name) for i in items]
+        if name in _JSON_FIELDS:
+            values = [None if v is None and name not in i else json.dumps(v) for v, i in zip(values, items, strict=True)]
+        columns[name] = values
+    columns["eventTimestamp"] = pa.array(columns["eventTimestamp"], pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+    columns["$data"] = [json.dumps({k: v for k, v in i.items() if k not in declared}) for i in items]
+    return pa.table(columns)
+
+
+def _arrow_setup(with_views: bool) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    db = connect(str(root), flush_age=None)
+    if with_views:
+        seeds.define_seed_views(db, ["EndpointMetrics"])
+    else:
+        db.collection(seeds.TAIL_EVENTS, seeds.TAIL_EVENTS_SCHEMA)
+    base = _tail_table(generate_trace_items(ARROW_BATCH // 5, seed=5 if with_views else 6))
+    return {"root": root, "db": db, "table": pa.concat_tables([base] * 5), "batch": ARROW_BATCH, "latency": []}
+
+
+def _arrow_both() -> dict[str, Any]:
+    return {"plain": _arrow_setup(False), "views": _arrow_setup(True)}
+
+
+def _arrow_plain(both: dict[str, Any]) -> int:
+    state = both["plain"]
+    coll = state["db"].collection(seeds.TAIL_EVENTS)
+    coll.insert_arrow(state["table"])
+    coll.count()
+    return state["batch"]
+
+
+def _arrow_views(both: dict[str, Any]) -> int:
+    state = both["views"]
+    db = state["db"]
+    started = time.perf_counter()
+    db.collection(seeds.TAIL_EVENTS).insert_arrow(state["table"])  # commit, then the hook refreshes both views
+    db.view("EndpointMetrics").count()
+    state["latency"].append(time.perf_counter() - started)
+    assert db.background_errors == []
+    return state["batch"]
+
+
 def _stream_teardown(both: dict[str, Any]) -> None:
     lat = both["views"]["latency"]
     events = both["views"]["batch"]
@@ -199,4 +256,7 @@ def cases() -> list[Case]:
         *(Case("views", f"streaming, {n} tail events per flush", lambda n=n: _stream_both(n), _stream_plain, _stream_views,
                baseline_label="insert+flush+count, no views", candidate_label="same + 2 streaming views",
                repeat=REPEAT, warmup=1, teardown=_stream_teardown, unit="events") for n in STREAM_BATCHES),
+        Case("views", f"streaming, {ARROW_BATCH:,} tail events per insert_arrow", _arrow_both, _arrow_plain,
+             _arrow_views, baseline_label="insert_arrow+count, no views", candidate_label="same + 2 streaming views",
+             goal="≥ 100k events/s", repeat=REPEAT, warmup=1, teardown=_stream_teardown, unit="events"),
     ]

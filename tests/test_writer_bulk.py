@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -160,6 +162,7 @@ def test_ulid_runs_match_one_by_one_encoding_across_a_carry():
         assert _encode_run(first, 5) == [_encode(first + i, 26) for i in range(5)]
 
 
+UTC = dt.timezone.utc
 SCHEMA = Schema.parse({"title": "string!", "n": "int?", "x": "float?", "flag": "boolean?", "at": "timestamp?",
                        "meta": "variant?", "events": "variant[]", "tags": "string[]"})
 UTC = dt.timezone.utc
@@ -207,3 +210,125 @@ def test_columns_equal_the_rows_of_the_per_document_path(docs):
 ])
 def test_values_that_need_coercion_or_fail_take_the_per_document_path(doc):
     assert to_columns([{"title": "fine"}, doc], SCHEMA) is None
+
+
+# -- insert_arrow: the Arrow bulk-load path -----------------------------------------------------
+
+ARROW_SCHEMA = {"title": "string!", "n": "int?", "x": "float?", "at": "timestamp?", "meta": "variant?",
+                "tags": "string[]", "events": "variant[]"}
+
+
+ARROW_TYPES = pa.schema({"$id": pa.string(), "title": pa.string(), "n": pa.int32(), "x": pa.float64(),
+                         "at": pa.timestamp("ms"), "meta": pa.string(), "tags": pa.list_(pa.string()),
+                         "events": pa.string(), "$data": pa.string()})
+
+
+def arrow_rows(n: int, start: int = 0) -> pa.Table:
+    return pa.Table.from_pydict({
+        "$id": [f"r{i}" for i in range(start, start + n)],
+        "title": [f"t{i}" for i in range(start, start + n)],
+        "n": pa.array([i if i % 3 else None for i in range(start, start + n)], pa.int32()),
+        "x": [i / 2 for i in range(start, start + n)],
+        "at": pa.array([dt.datetime(2024, 1, 1, 0, 0, i % 60) for i in range(start, start + n)], pa.timestamp("ms")),
+        "meta": [json.dumps({"k": i, "f": 1.0}) if i % 2 else None for i in range(start, start + n)],
+        "tags": [["a", "b"] if i % 2 else [] for i in range(start, start + n)],
+        "events": [json.dumps([{"i": i}, None]) for i in range(start, start + n)],
+        "$data": [json.dumps({"extra": i, "nested": {"ü": [1, 2.5, None]}}) if i % 4 else None
+                  for i in range(start, start + n)],
+    }, schema=ARROW_TYPES)
+
+
+def test_insert_arrow_stores_what_insert_many_stores(db):
+    table = arrow_rows(50)
+    assert db.collection("arrow", ARROW_SCHEMA).insert_arrow(table) == 50
+    docs = []
+    for row in table.to_pylist():
+        doc = {"$id": row.pop("$id"), **json.loads(row.pop("$data") or "{}")}
+        doc.update({k: v for k, v in row.items()})
+        doc["meta"] = json.loads(doc["meta"]) if doc["meta"] is not None else None
+        doc["events"] = json.loads(doc["events"])
+        doc["n"] = doc["n"]  # a null in a typed column is a stored null
+        doc["at"] = doc["at"].replace(tzinfo=UTC)
+        if doc["meta"] is None:
+            del doc["meta"]  # a null in a variant column: absent
+        docs.append(doc)
+    db.collection("dicts", ARROW_SCHEMA).insert_many(docs)
+    db.flush()
+    reader = fresh(db)
+    by_arrow = {d["$id"].partition("/")[2]: strip(d) for d in reader.collection("arrow").find()}
+    by_dicts = {d["$id"].partition("/")[2]: strip(d) for d in reader.collection("dicts").find()}
+    assert by_arrow == by_dicts and len(by_arrow) == 50
+    assert type(by_arrow["r1"]["nested"]["ü"][1]) is float and by_arrow["r1"]["meta"] == {"k": 1, "f": 1.0}
+
+
+def strip(doc):
+    return {k: v for k, v in doc.items() if k not in ("$id", "$type", "createdAt", "updatedAt", "createdBy", "updatedBy")}
+
+
+def test_insert_arrow_generates_ids_and_runs_streaming_views(tmp_path):
+    db = parquedb_ibis.connect(str(tmp_path), flush_age=None)
+    db.collection("Hits", {"path": "string!", "ms": "int?"})
+    db.define_view("Slow", {"$from": "Hits", "$filter": {"ms": {"$gte": 100}}, "$select": {"path": "path"},
+                            "$refresh": {"mode": "streaming"}})
+    hits = db.collection("Hits")
+    hits.create({"path": "/first", "ms": 500})  # staged: published before the Arrow rows
+    created = hits.insert_arrow(pa.table({"path": [f"/p{i}" for i in range(1000)], "ms": list(range(1000))}))
+    assert created == 1000
+    assert db.background_errors == []
+    assert db.view("Slow").count() == 901
+    ids = [d["$id"] for d in hits.find(sort={"ms": 1})]
+    assert len(set(ids)) == 1001 and all(i.startswith("Hits/") for i in ids)
+    assert hits.head.history[0].rows == 1  # the staged create came first, in its own segment
+
+
+def test_insert_arrow_skips_or_refuses_existing_and_repeated_ids(db):
+    c = db.collection("arrow", ARROW_SCHEMA)
+    c.insert_arrow(arrow_rows(10))
+    before = listing(db)
+    with pytest.raises(ValidationError, match=r"row 2: 'arrow/r5' exists already; pass skip_existing=True"):
+        c.insert_arrow(pa.concat_tables([arrow_rows(2, start=10), arrow_rows(1, start=5)]))
+    repeated = pa.concat_tables([arrow_rows(2, start=20), arrow_rows(1, start=20)])
+    with pytest.raises(ValidationError, match=r"row 2: 'arrow/r20' repeats an earlier row"):
+        c.insert_arrow(repeated)
+    assert listing(db) == before
+    assert c.insert_arrow(arrow_rows(15), skip_existing=True) == 5
+    assert c.insert_arrow(repeated, skip_existing=True) == 2
+    assert c.insert_arrow(arrow_rows(15), skip_existing=True) == 0
+    assert sorted(d["$id"] for d in fresh(db).collection("arrow").find()) == sorted(
+        [f"arrow/r{i}" for i in range(15)] + ["arrow/r20", "arrow/r21"])
+
+
+def test_insert_arrow_rechecks_ids_created_by_a_concurrent_writer(tmp_path):
+    url = str(tmp_path)
+    first = parquedb_ibis.connect(url, flush_age=None).collection("race", {"v": "int"})
+    first.create({"$id": "seed", "v": 0})
+    first.flush()
+    second = parquedb_ibis.connect(url, flush_age=None).collection("race")
+    second.create({"$id": "x", "v": 2})
+    second.flush()  # `first` has not seen this commit
+    created = first.insert_arrow(pa.table({"$id": ["x", "y"], "v": [1, 1]}), skip_existing=True)
+    assert created == 1
+    got = {d["$id"]: d["v"] for d in parquedb_ibis.connect(url, flush_age=None).collection("race").find()}
+    assert got == {"race/seed": 0, "race/x": 2, "race/y": 1}
+
+
+@pytest.mark.parametrize("table, message", [
+    (pa.table({"title": ["a"], "color": ["red"]}), r"column 'color': not a declared field"),
+    (pa.table({"title": ["a"], "n": ["1"]}), r"column 'n': Arrow type string does not fit 'int\?'"),
+    (pa.table({"title": ["a", None]}), r"column 'title' row 1: required field \(string!\) is null"),
+    (pa.table({"title": ["a"], "n": pa.array([2**64 - 1], pa.uint64())}), r"column 'n': cannot store as 'int\?'"),
+    (pa.table({"title": ["a", "b"], "meta": ["{}", "{oops"]}), r"column 'meta' row 1: not valid JSON text"),
+    (pa.table({"title": ["a"], "events": ['{"a": 1}']}), r"column 'events' row 0: not a JSON array"),
+    (pa.table({"title": ["a"], "$data": ["[1]"]}), r"column '\$data' row 0: not a JSON object"),
+    (pa.table({"title": ["a"], "$data": ['{"n": 1}']}), r"column '\$data' row 0: not a JSON object of undeclared fields"),
+    (pa.table({"title": ["a"], "$id": ["other/x"]}), r"column '\$id' row 0: id 'other/x' is empty or does not belong"),
+    (pa.table({"title": ["a"], "$id": pa.array([None], pa.string())}), r"column '\$id' row 0: an id is null"),
+])
+def test_insert_arrow_refuses_bad_input_and_writes_nothing(db, table, message):
+    c = db.collection("arrow", ARROW_SCHEMA)
+    c.insert_arrow(arrow_rows(3))
+    before = listing(db)
+    with pytest.raises(ValidationError, match=message):
+        c.insert_arrow(table)
+    assert listing(db) == before
+    assert c.count() == 3

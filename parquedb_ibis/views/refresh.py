@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from parquedb_ibis.compile import sql
+from parquedb_ibis.compile.rewrite import share_json_parses
 from parquedb_ibis.compile.views import (
     DEFAULT_GRACE_PERIOD,
     SOURCE_COLUMN,
@@ -220,6 +221,7 @@ def _json_scalar(node: exp.Expr, f: FieldType) -> exp.Expr:
 def write_file(db: Database, query: exp.Expr, key: str) -> int:
     """``COPY (query) TO <key>`` as Parquet; returns the row count."""
     url = db.store.url_for(key)
+    query = share_json_parses(query)  # one JSON parse per row for the many paths views take from a variant
     if isinstance(db.store, LocalStore):
         os.makedirs(os.path.dirname(url), exist_ok=True)
     copy = exp.Copy(

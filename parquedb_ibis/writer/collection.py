@@ -44,7 +44,7 @@ from parquedb_ibis.errors import (
 )
 from parquedb_ibis.schema import Schema, from_row, to_columns, to_row
 from parquedb_ibis.updates import PROTECTED_FIELDS, apply_update, validate_update
-from parquedb_ibis.writer import reader
+from parquedb_ibis.writer import bulk, reader
 from parquedb_ibis.writer.events import (
     EVENT_COLUMNS,
     Columns,
@@ -301,6 +301,101 @@ class Collection:
         """Create many entities in one batch (all or nothing)."""
         with _gc_paused():  # many new dicts and none garbage: no collector passes over the heap meanwhile
             return self._write([{"op": "create", "doc": d, "actor": actor} for d in docs])
+
+    def insert_arrow(self, table: pa.Table, *, actor: str | None = None, skip_existing: bool = False) -> int:
+        """Create one entity per row of an Arrow table, in one commit; returns how many were created.
+
+        The bulk-load path: no Python document is built per row. Columns are
+        the declared fields (see :mod:`parquedb_ibis.writer.bulk` for the Arrow
+        types each accepts; variant fields as JSON text), and optionally
+        ``$id`` (local or ``ns/local`` ids; generated when left out), ``$type``
+        and ``$data`` (a JSON object of the undeclared fields). Staged writes
+        are flushed first; the rows are then written as their own segment(s)
+        and published by one head commit, after which the flush hooks run
+        (streaming views refresh). Given ids that exist already or repeat in
+        the table raise :class:`ValidationError`, or with ``skip_existing``
+        are skipped (the first of repeats is kept). Bad input raises
+        :class:`ValidationError` naming the column and row; nothing is written.
+        """
+        where = f"{self.ns}.insert_arrow"
+        if not isinstance(table, pa.Table):
+            raise ValidationError(where, f"expected a pyarrow Table, found {type(table).__name__}")
+        with self._lock:
+            self.flush()
+            state = bulk.conform(table, self.schema, where)
+            checks, query = bulk.json_checks(state, self.schema)
+            (found,) = self.db.query_rows(query, tables={bulk.TABLE: checks})
+            for name, row in found.items():
+                if row is not None:
+                    raise ValidationError(f"{where} column {name!r} row {row}", bulk.json_problem(name, self.schema))
+            given = bulk.ID in table.column_names
+            ids = bulk.full_ids(table[bulk.ID], self.ns, where) if given else None
+            types = table[bulk.TYPE].cast(pa.string()) if bulk.TYPE in table.column_names else None
+            for _attempt in range(MAX_REBASES):
+                keep = self._new_rows(ids, skip_existing, where) if given else None
+                rows = table.num_rows if keep is None else len(keep)
+                if rows == 0:
+                    return 0
+                event_ids = new_ulids(rows)
+                if given:
+                    row_ids = ids.take(keep) if keep is not None else ids
+                else:
+                    row_ids = pc.binary_join_element_wise(f"{self.ns}/", pc.utf8_lower(pa.array(event_ids)), "")
+                kinds = pc.fill_null(types, self.ns) if types is not None else pa.repeat(pa.scalar(self.ns), table.num_rows)
+                part = {name: column.take(keep) if keep is not None else column for name, column in state.items()}
+                columns = bulk.create_columns(self.ns, event_ids, row_ids,
+                                              kinds.take(keep) if keep is not None else kinds,
+                                              actor or self.db.actor, self._now(), part)
+                segments = self._write_segments(columns_table([columns], self.schema))
+                updates: list[object] = [AppendSegments(segments)]
+                if self._head.version == 0 or self._head.schema != self.schema.to_spec():
+                    updates.append(SetSchema(self.schema.to_spec()))
+                requirements = [AssertEntitiesUnchanged(frozenset(row_ids.to_pylist()), len(self._head.history),
+                                                        self._segment_ids)] if given else []
+                try:
+                    self._head, self._etag = commit(self.db.store, self._head, self._etag, updates, requirements)
+                    break
+                except CommitConflictError:  # another writer created one of the given ids: check them again
+                    self.db.store.delete_many([s.key for s in segments])
+                    self.refresh()
+            else:
+                raise CommitConflictError(self.ns, expected="a quiet head", found=f"version {self._head.version}",
+                                          hint=f"gave up after {MAX_REBASES} attempts; retry later")
+            self.db.after_flush(self, segments)
+            return rows
+
+    def _new_rows(self, ids: pa.ChunkedArray, skip_existing: bool, where: str) -> pa.Array | None:
+        """Row numbers to create among given ``ids`` (None: all); raises for existing or repeated ids
+        unless ``skip_existing``."""
+        values = ids.to_pylist()
+        existing = self._existing_ids(values)
+        seen: set[str] = set()
+        keep = []
+        for row, full in enumerate(values):
+            if full in existing or full in seen:
+                if not skip_existing:
+                    what = "exists already" if full in existing else "repeats an earlier row"
+                    raise ValidationError(f"{where} column '$id' row {row}", f"{full!r} {what}; "
+                                          "pass skip_existing=True to skip such rows")
+                continue
+            seen.add(full)
+            keep.append(row)
+        return None if len(keep) == len(values) else pa.array(keep, pa.int64())
+
+    def _existing_ids(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` name an entity of the committed state (soft-deleted ones included)."""
+        if not ids or self._head.version == 0:
+            return set()
+        rel = reader.head_relation(self._head, self.db.store.url_for, include_deleted=True)
+        lookup = "__pq_lookup_ids"
+        query = exp.select(exp.column("$id", quoted=True)).from_(exp.alias_(exp.Subquery(this=rel), "s")).where(
+            exp.column("$id", quoted=True).isin(query=exp.select("id").from_(lookup)))
+        return {row["$id"] for row in self.db.query_rows(query, tables={lookup: pa.table({"id": ids})})}
+
+    def _segment_ids(self, segment: SegmentRef) -> frozenset[str]:
+        """The ``$id`` values of a committed segment (read from its ``$id`` column only)."""
+        table = pq.read_table(io.BytesIO(self.db.store.get(segment.key)), columns=["$id"])
+        return frozenset(table.column(0).to_pylist())
 
     def update(self, entity_id: str, update: Mapping[str, Any], *, expected_version: int | None = None,
                upsert: bool = False, actor: str | None = None) -> dict[str, Any]:
@@ -564,7 +659,7 @@ class Collection:
             batches = self._buffer.batches
             since = self._buffer.base_len if self._buffer.base_len is not None else len(self._head.history)
             for _attempt in range(MAX_REBASES):
-                segments = self._write_segments(batches)
+                segments = self._write_segments(columns_table([b.columns for b in batches], self.schema))
                 ids = frozenset(full for b in batches for full in b.full_ids)
                 updates: list[object] = [AppendSegments(segments)]
                 if self._head.version == 0 or self._head.schema != self.schema.to_spec():
@@ -600,10 +695,9 @@ class Collection:
         if self._wal:
             self._wal.truncate()
 
-    def _write_segments(self, batches: list[_Batch]) -> tuple[SegmentRef, ...]:
-        """Write the staged events as segment files, in event order; a large flush is split into parts
+    def _write_segments(self, table: pa.Table) -> tuple[SegmentRef, ...]:
+        """Write a segment table's events as segment files, in order; a large table is split into parts
         that are encoded and stored in parallel (one per core, at least :data:`PART_BYTES` each)."""
-        table = columns_table([b.columns for b in batches], self.schema)
         parts = max(1, min(_WORKERS, table.nbytes // PART_BYTES))
         step = -(-table.num_rows // parts)
         slices = [table.slice(start, step) for start in range(0, table.num_rows, step)]
