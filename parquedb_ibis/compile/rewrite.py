@@ -50,8 +50,9 @@ def _own_accesses(select: exp.Select) -> dict[tuple[type, str, str], list[exp.Ex
 
 def _share(select: exp.Select) -> None:
     source = select.args.get("from_")
-    if source is None or select.args.get("joins") or not isinstance(source.this, (exp.Subquery, exp.Table)):
-        return
+    if source is None or select.args.get("joins") or select.args.get("group") or not isinstance(
+            source.this, (exp.Subquery, exp.Table)):
+        return  # with GROUP BY, grouped expressions must stay as written to match the SELECT list
     accesses = _own_accesses(select)
     groups: dict[tuple[type, str], list[str]] = defaultdict(list)
     for kind, column, path in accesses:
