@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import orjson
 
 from parquedb_ibis.errors import StorageError
 
@@ -96,7 +98,7 @@ class Head:
         return tuple(keys)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()  # keeps the schema's declaration order
+        return orjson.dumps(self)  # dataclasses natively, in field order; keeps the schema's declaration order
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> Head:
