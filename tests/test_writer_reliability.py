@@ -135,8 +135,11 @@ def test_wal_replays_every_acknowledged_write_once(ctx, tmp_path, point):
         ack = tmp_path / f"wal-ack-{cycle}"
         proc = ctx.Process(target=writer_procs.wal_writer, args=(url, wal, str(ack), point, cycle))
         proc.start()
-        if point == "timer":
-            time.sleep(rng.uniform(0.05, 0.5))
+        if point == "timer":  # kill at a random moment once the writer is running (its start-up time varies with load)
+            deadline = time.monotonic() + 60
+            while proc.is_alive() and not (ack.exists() and ack.stat().st_size) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.3))
             proc.kill()
         proc.join(timeout=60)
         assert not proc.is_alive()
