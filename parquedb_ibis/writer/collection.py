@@ -606,9 +606,7 @@ class Collection:
                       now: dt.datetime, actor: str) -> Event:
         if not isinstance(doc, Mapping):
             raise ValidationError(self.ns, f"a document must be an object, found {type(doc).__name__}")
-        full = self.full_id(str(doc["$id"])) if "$id" in doc else f"{self.ns}/{self._next_id().lower()}"
-        if states.get(full) is not None:
-            raise ValidationError(f"{full}", "an entity with this id already exists; use update() or replace()")
+        full = self._given_id(doc, self._next_id(), states, set())
         if not all(type(key) is str for key in doc):
             raise ValidationError(f"{full}", f"field names must be strings, found {next(k for k in doc if type(k) is not str)!r}")
         kind = doc.get("$type") or self.ns
