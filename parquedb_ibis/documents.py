@@ -30,7 +30,7 @@ import base64
 import datetime as dt
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -191,9 +191,9 @@ def encode_variant(value: Any) -> str:
         return json.dumps(jsonable, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def encode_documents(docs: list[Mapping[str, Any]]) -> list[str] | None:
-    """:func:`encode_document` of each document in one tight loop, or None when any of them needs
-    the exact path (then encode them one by one: that also names the one that fails)."""
+def encode_documents_utf8(docs: Sequence[Mapping[str, Any]]) -> list[bytes] | None:
+    """:func:`encode_document` of each document as UTF-8 bytes, in one tight loop, or None when any
+    of them needs the exact path (then encode them one by one: that also names the one that fails)."""
     dumps, default, options = orjson.dumps, _tag_default, _ORJSON_OPTIONS
     out = []
     for doc in docs:
@@ -203,8 +203,14 @@ def encode_documents(docs: list[Mapping[str, Any]]) -> list[str] | None:
             return None
         if b"null" in text and _has_nonfinite(doc):
             return None
-        out.append(text.decode())
+        out.append(text)
     return out
+
+
+def encode_documents(docs: Sequence[Mapping[str, Any]]) -> list[str] | None:
+    """:func:`encode_documents_utf8` as text."""
+    encoded = encode_documents_utf8(docs)
+    return None if encoded is None else [text.decode() for text in encoded]
 
 
 def encode_document(doc: Mapping[str, Any]) -> str:

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from parquedb_ibis import query
-from parquedb_ibis.documents import DATA_COLUMN, encode_document, encode_documents, format_datetime
+from parquedb_ibis.documents import DATA_COLUMN, encode_document, encode_documents_utf8, format_datetime
 from parquedb_ibis.errors import (
     CommitConflictError,
     EntityNotFoundError,
@@ -52,6 +52,7 @@ from parquedb_ibis.writer.events import (
     columns_table,
     event_columns,
     state_schema,
+    string_array,
     table_to_parquet,
 )
 from parquedb_ibis.writer.ids import new_ulid, new_ulids
@@ -550,8 +551,13 @@ class Collection:
         if schema.fields:
             typed = to_columns(afters, schema) or self._validated_columns(full_ids, afters)
             data = typed.pop(DATA_COLUMN)
+            nbytes = sum(map(len, data)) + 200 * len(data)
         else:
-            data = encode_documents(rests) or [self._encoded(full, rest) for full, rest in zip(full_ids, rests, strict=True)]
+            encoded = encode_documents_utf8(rests)
+            if encoded is None:
+                encoded = [self._encoded(full, rest).encode() for full, rest in zip(full_ids, rests, strict=True)]
+            data = string_array(encoded)
+            nbytes = sum(map(len, encoded)) + 200 * len(encoded)
         n = len(intents)
         when = pa.scalar(now, EVENT_COLUMNS["ts"])
         ids = pa.array(full_ids, pa.string())
@@ -566,7 +572,7 @@ class Collection:
             **typed, DATA_COLUMN: data,
         }
         return _Batch(intents=intents, event_ids=event_ids, full_ids=full_ids, afters=afters, ts=now,
-                      columns=columns, creates_only=True, nbytes=sum(map(len, data)) + 200 * n)
+                      columns=columns, creates_only=True, nbytes=nbytes)
 
     def _created_id(self, doc: Mapping[str, Any]) -> str:
         return self.full_id(str(doc["$id"]))

@@ -25,10 +25,12 @@ reader fold checkpoint and segments with one ``UNION ALL BY NAME``.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -151,6 +153,15 @@ def columns_table(batches: Sequence[Columns], schema: Schema) -> pa.Table:
 def events_table(events: Sequence[Event], schema: Schema, rows: Sequence[dict[str, Any]] | None = None) -> pa.Table:
     """The Arrow table of a segment (rows in event order)."""
     return columns_table([event_columns(events, schema, rows)], schema)
+
+
+def string_array(texts: Sequence[bytes]) -> pa.Array:
+    """A string array of UTF-8 texts (trusted to be valid, as orjson's output is), built from one buffer."""
+    data = b"".join(texts)
+    if len(data) >= 1 << 31:  # beyond 32-bit offsets: let Arrow convert (and check) them
+        return pa.array(texts, pa.string())
+    offsets = np.fromiter(itertools.accumulate(map(len, texts), initial=0), np.int32, len(texts) + 1)
+    return pa.StringArray.from_buffers(len(texts), pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 #: Columns whose values are (nearly) all distinct: dictionary encoding only costs time there.
