@@ -226,6 +226,29 @@ def test_checkpoint_folds_segments_and_reads_stay_equal(db):
     assert c.count() == len(before) + 1
 
 
+def test_checkpoint_records_soft_deletes_and_readers_skip_the_filter_without_any(db):
+    c = db.collection("sd")
+    c.insert_many([{"$id": f"e{i}", "n": i} for i in range(5)])
+    c.delete("e0")
+    head = db.checkpoint()["sd"]
+    assert head.checkpoint.deleted == 1
+    assert "deletedAt" in c.relation().sql("duckdb")  # the soft-deleted row must be filtered out
+    assert sorted(d["n"] for d in c.find()) == [1, 2, 3, 4]
+
+    clean = db.collection("clean")
+    clean.insert_many([{"$id": f"e{i}", "n": i} for i in range(5)])
+    head = db.checkpoint()["clean"]
+    assert head.checkpoint.deleted == 0
+    clean.insert_many([{"n": 5}])
+    clean.flush()
+    assert "deletedAt" not in clean.relation().sql("duckdb").split("FROM", 1)[1]  # nothing to filter
+    assert sorted(d["n"] for d in reopen(db).collection("clean").find()) == [0, 1, 2, 3, 4, 5]
+    clean.delete("e1")  # a live delete brings the filter back
+    clean.flush()
+    assert sorted(d["n"] for d in reopen(db).collection("clean").find()) == [0, 2, 3, 4, 5]
+    assert len(reopen(db).collection("clean").find(include_deleted=True)) == 6
+
+
 def test_time_travel_by_datetime_and_by_version(db):
     c = db.collection("tt")
     c.create({"$id": "a", "v": 1})

@@ -230,10 +230,14 @@ class Database:
         base = self.store.url_for(target_key)
         keys = tuple(sorted(f"{target_key}{f[len(base):]}" for f in files))
         max_ts = max((parse_datetime(s.max_ts) for s in head.history), default=None)
+        deleted = exp.select(exp.Count(this=exp.Star()).as_("deleted")).from_(
+            reader.read_parquet([self.store.url_for(k) for k in keys], union_by_name=True)
+        ).where(exp.Not(this=exp.Is(this=exp.column("deletedAt", quoted=True), expression=exp.null())))
         ref = CheckpointRef(
             id=ckpt_id, files=keys, rows=int(rows), through_segments=len(head.history),
             max_ts=format_datetime(max_ts) if max_ts else None,
             created_at=format_datetime(dt.datetime.now(dt.timezone.utc)), name=name,
+            deleted=self.query_rows(deleted)[0]["deleted"] if keys else 0,
         )
         try:
             new_head, etag = commit(self.store, head, coll._etag, [SetCheckpoint(ref)],

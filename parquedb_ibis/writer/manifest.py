@@ -67,6 +67,7 @@ class CheckpointRef:
     max_ts: str | None
     created_at: str
     name: str | None = None
+    deleted: int | None = None  # soft-deleted rows among ``rows`` (None: not recorded, by an older writer)
 
 
 @dataclass(frozen=True)

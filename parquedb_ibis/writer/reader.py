@@ -64,6 +64,9 @@ def state_relation(
     soft-deleted entities are left out unless ``include_deleted``.
     """
     cols = state_columns(schema)
+    # Only a fold, or a checkpoint holding soft-deleted rows, can yield a row with deletedAt set
+    # (creates never carry one): otherwise there is nothing for the deletedAt filter to remove.
+    deletions = any(not s.creates_only for s in segments) or (checkpoint is not None and checkpoint.deleted != 0)
     parts: list[exp.Select] = []
     seg_urls = [url_for(s.key) for s in segments]
     # Segments of creates only (new entities, each id once) need no fold: their rows are the state.
@@ -115,7 +118,7 @@ def state_relation(
         relation = parts[0]
         for part in parts[1:]:
             relation = exp.Union(this=relation, expression=part, distinct=False, by_name=True)
-    if include_deleted:
+    if include_deleted or not deletions:
         return relation if isinstance(relation, exp.Select) else exp.select("*").from_(exp.Subquery(this=relation, alias="s"))
     return exp.select("*").from_(exp.alias_(exp.Subquery(this=relation), "s")).where(
         exp.Is(this=_col("deletedAt"), expression=exp.null())
