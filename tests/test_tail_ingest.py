@@ -320,6 +320,7 @@ def test_ingest_through_the_s3_test_server(s3, items):
 @pytest.mark.parametrize("text", [
     '{"outcome": "ok", "eventTimestamp": 1735689600000, "logs": [{"message": ["ü", 1.5, -0, null]}]}',
     '{"eventTimestamp": 123456789012345678901234567890}',  # wider than 64 bits: an int, as json reads it
+    '{"a": -9223372036854775809, "b": 18446744073709551616, "c": [9999999999999999999]}',  # just past orjson's ints
     '{"cpuTime": NaN, "wallTime": Infinity}',
     '"plain"',
 ])

@@ -36,7 +36,6 @@ import itertools
 import json
 import math
 import os
-import re
 import sys
 import time
 import uuid
@@ -835,18 +834,20 @@ def _values(value: Any, source: str, lineno: int, text: str) -> Iterator[_Record
         yield _Record(source, lineno, where, value, text=text)
 
 
-#: An integer literal orjson would read as a float (it has no integers wider than 64 bits).
-_WIDE_INT = re.compile(r"\d{20}")
+#: ASCII digits to ``0``, every other byte to a space: after translating, a run of 19 zeros marks
+#: an integer literal that orjson may read as a float (it has integers from -2**63 to 2**64 - 1 only).
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_WIDE_INT = b"0" * 19
 
 
 def _loads(text: str) -> Any:
     """``json.loads(text)``, computed by orjson (several times faster) whenever that gives the same value.
 
-    orjson reads an integer wider than 64 bits as a float and rejects ``NaN``
+    orjson reads an integer outside [-2**63, 2**64) as a float and rejects ``NaN``
     and ``Infinity``; such text, and text that is not JSON at all, goes to
     ``json.loads``, so values and error messages are the standard library's.
     """
-    if _WIDE_INT.search(text) is None:
+    if _WIDE_INT not in text.encode("utf-8", "surrogatepass").translate(_DIGITS):  # 10x faster than a regex
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
