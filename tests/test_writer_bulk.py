@@ -331,3 +331,12 @@ def test_insert_arrow_refuses_bad_input_and_writes_nothing(db, table, message):
         c.insert_arrow(table)
     assert listing(db) == before
     assert c.count() == 3
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(), max_size=20))
+def test_string_array_from_utf8_bytes_equals_arrows_own_conversion(texts):
+    from parquedb_ibis.writer.events import string_array
+
+    got = string_array([t.encode("utf-8") for t in texts])
+    assert got.type == pa.string() and got.equals(pa.array(texts, pa.string()))
