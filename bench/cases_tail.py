@@ -366,7 +366,7 @@ def cases() -> list[Case]:
     return [
         Case("tail", f"compact raw NDJSON -> WorkerLogs Parquet ({COMPACT_EVENTS // 1000}k events)", _compact_setup,
              _naive_compact, _compact_candidate, baseline_label="json.loads + pyarrow (no markers)",
-             candidate_label="compact()", goal=goal, repeat=3, warmup=0, teardown=_teardown, unit="events"),
+             candidate_label="compact()", goal=goal, repeat=5, warmup=1, teardown=_teardown, unit="events"),
         Case("tail", f"ingest NDJSON -> TailEvents ({INGEST_EVENTS // 1000}k new events)", _ingest_setup,
              _naive_ingest, _ingest_candidate, baseline_label="json.loads + pyarrow (no dedupe)",
              candidate_label="ingest_jsonl()", goal=goal, repeat=2, warmup=0, teardown=_teardown, unit="events"),

@@ -123,12 +123,12 @@ TRACE_COLUMNS: dict[str, str] = {
 }
 
 _MACROS = (
-    # epoch ms of a JSON number (ms) or ISO-8601 string, NULL otherwise (as ingest.to_epoch_ms)
-    """CREATE OR REPLACE TEMP MACRO tail_ms(j) AS CASE json_type(j)
-        WHEN 'VARCHAR' THEN epoch_ms(TRY_CAST(json_extract_string(j, '$') AS TIMESTAMPTZ))
-        WHEN 'UBIGINT' THEN TRY_CAST(floor(TRY_CAST(j AS DOUBLE)) AS BIGINT)
-        WHEN 'BIGINT' THEN TRY_CAST(floor(TRY_CAST(j AS DOUBLE)) AS BIGINT)
-        WHEN 'DOUBLE' THEN TRY_CAST(floor(TRY_CAST(j AS DOUBLE)) AS BIGINT)
+    # epoch ms of a JSON number (ms) or ISO-8601 string, NULL otherwise (as ingest.to_epoch_ms). Each WHEN
+    # calls json_type again, so the usual case (an integer, cast exactly) comes first.
+    """CREATE OR REPLACE TEMP MACRO tail_ms(j) AS CASE
+        WHEN json_type(j) = 'BIGINT' THEN TRY_CAST(j AS BIGINT)
+        WHEN json_type(j) = 'VARCHAR' THEN epoch_ms(TRY_CAST(json_extract_string(j, '$') AS TIMESTAMPTZ))
+        WHEN json_type(j) IN ('UBIGINT', 'DOUBLE') THEN TRY_CAST(floor(TRY_CAST(j AS DOUBLE)) AS BIGINT)
     END""",
 )
 
